@@ -1,0 +1,207 @@
+"""The ledger (results.tsv): one validated row per run, appended under a lock, never rewritten.
+
+Import-light on purpose (stdlib only): eval.py, hooks and the guard all read it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import gitx
+
+FILENAME = "results.tsv"
+STATUSES = ("ok", "crash", "timeout", "invalid", "killed")
+
+# Column -> kind. Order is the file's column order; groups: identity, outcome, queue, provenance.
+SCHEMA: dict[str, str] = {
+    "run_id": "id", "time": "time", "slug": "id", "branch": "text", "commit": "hex?", "dirty": "bool",
+    "status": "status", "reason": "text", "val_bpb": "float?", "train_s": "float?", "wall_s": "float",
+    "steps": "int?", "tokens": "int?", "params": "int?", "peak_mem_mb": "float?",
+    "pueue_task": "int?", "label": "text", "predicted_delta": "float?",
+    "seed": "int", "budget_s": "float", "max_steps": "int?", "device": "text", "host": "text",
+    "eval_sha": "hex?", "prepare_sha": "hex?", "train_sha": "hex?", "data_sha": "hex?",
+}
+COLUMNS = tuple(SCHEMA)
+HEADER = "\t".join(COLUMNS) + "\n"
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_HEX = re.compile(r"[0-9a-f]{7,64}")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+class LedgerError(ValueError):
+    """A ledger line or row breaks the schema; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" + (f" field {self.field!r}" if self.field else "")
+        return f"{where}: {self.message}"
+
+
+def ledger_path(cwd: Path | str = ".") -> Path:
+    """The root checkout's results.tsv, also when called from a worktree."""
+    return gitx.root_checkout(cwd) / FILENAME
+
+
+def escape(text: str) -> str:
+    return "".join(_ESCAPES.get(c, c) for c in text)
+
+
+def unescape(text: str) -> str:
+    out, chars = [], iter(text)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, "")
+            if nxt not in _UNESCAPES:
+                raise ValueError(f"bad escape '\\{nxt}'")
+            c = _UNESCAPES[nxt]
+        out.append(c)
+    return "".join(out)
+
+
+def _check_value(kind: str, value: str) -> str | None:
+    """Why `value` is not a valid `kind`, or None."""
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value == "":
+        return None if optional or kind == "text" else "is empty but required"
+    if kind == "id" and not _ID.fullmatch(value):
+        return f"{value!r} is not an identifier (letters, digits, '.', '_', '-')"
+    if kind == "time" and not _TIME.fullmatch(value):
+        return f"{value!r} is not a UTC time like 2026-01-31T12:00:00Z"
+    if kind == "hex" and not _HEX.fullmatch(value):
+        return f"{value!r} is not a lowercase hex hash"
+    if kind == "bool" and value not in ("0", "1"):
+        return f"{value!r} is not 0 or 1"
+    if kind == "status" and value not in STATUSES:
+        return f"{value!r} is not a status (one of {', '.join(STATUSES)})"
+    if kind == "int" and not re.fullmatch(r"-?\d+", value):
+        return f"{value!r} is not an integer"
+    if kind == "float":
+        try:
+            if not math.isfinite(float(value)):
+                return f"{value!r} is not finite"
+        except ValueError:
+            return f"{value!r} is not a number"
+    return None
+
+
+def _row_problems(row: dict[str, str]) -> list[tuple[str, str]]:
+    """(field, message) for every schema violation of an unescaped row."""
+    problems = [(col, msg) for col, kind in SCHEMA.items() if (msg := _check_value(kind, row[col]))]
+    if row["status"] == "ok" and row["val_bpb"] == "":
+        problems.append(("val_bpb", "is empty but status is ok"))
+    if row["status"] in STATUSES[1:] and row["reason"] == "":
+        problems.append(("reason", f"is empty but status is {row['status']}"))
+    return problems
+
+
+def format_row(row: dict[str, object]) -> str:
+    """One escaped TSV line (with newline) for `row`; raises LedgerError if it breaks the schema."""
+    unknown = set(row) - set(SCHEMA)
+    if unknown:
+        raise LedgerError(f"unknown ledger field(s) {sorted(unknown)}; columns are {', '.join(COLUMNS)}")
+    text = {col: _to_text(row.get(col)) for col in COLUMNS}
+    problems = _row_problems(text)
+    if problems:
+        raise LedgerError("; ".join(f"field {f!r}: {m}" for f, m in problems))
+    return "\t".join(escape(text[col]) for col in COLUMNS) + "\n"
+
+
+def _to_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def append(row: dict[str, object], path: Path) -> None:
+    """Append one row: validate, take an exclusive lock, write one whole line, fsync.
+
+    A line left unterminated by a writer that died mid-append is closed off first, so it stays
+    a single bad line that readers report instead of merging with this row.
+    """
+    line = format_row(row).encode()
+    if not path.exists():
+        raise LedgerError(f"{path} does not exist: restore it with `git checkout -- {FILENAME}` in {path.parent}")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        header = os.pread(fd, len(HEADER.encode()), 0)
+        if header != HEADER.encode():
+            raise LedgerError(f"{path}:1: header differs from the schema; expected columns: {', '.join(COLUMNS)}")
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
+    """A validated row, or the (field, message) problems of the line (without its newline)."""
+    cells = line.split("\t")
+    if len(cells) != len(COLUMNS):
+        return [("", f"has {len(cells)} columns, expected {len(COLUMNS)}")]
+    row = {}
+    for col, cell in zip(COLUMNS, cells):
+        try:
+            row[col] = unescape(cell)
+        except ValueError as e:
+            return [(col, str(e))]
+    return _row_problems(row) or row
+
+
+def read(path: Path) -> tuple[list[dict[str, str]], list[Problem]]:
+    """All valid rows and every problem (bad header, bad line, torn last line), in file order."""
+    data = path.read_bytes()
+    if not data:
+        return [], [Problem(path, 1, "", "file is empty; the first line must be the header")]
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline
+    rows: list[dict[str, str]] = []
+    problems: list[Problem] = []
+    if lines and lines[0] + b"\n" != HEADER.encode():
+        problems.append(Problem(path, 1, "", f"header differs from the schema; expected: {HEADER.strip()!r}"))
+    for number, raw in enumerate(lines[1:], start=2):
+        try:
+            result = parse_line(raw.decode())
+        except UnicodeDecodeError:
+            result = [("", "is not valid UTF-8")]
+        if isinstance(result, dict):
+            rows.append(result)
+        else:
+            problems += [Problem(path, number, f, m) for f, m in result]
+    if torn:
+        problems.append(Problem(path, len(lines) + 1, "",
+                                f"torn last line ({len(torn)} bytes, no newline): a writer died mid-append; ignored"))
+    return rows, problems
+
+
+def read_strict(path: Path) -> list[dict[str, str]]:
+    """All rows; raises LedgerError naming the first bad line."""
+    rows, problems = read(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise LedgerError(f"{problems[0]}{more}")
+    return rows
