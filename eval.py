@@ -1,0 +1,305 @@
+"""eval.py — FROZEN: the fixed metric. Only a human changes this file (META_MODE, see program.md).
+
+Guarantees: train.py runs in its own process (never imported here), in this process group so a
+queue's kill reaches it, and is killed past a hard time limit. The metric is computed here, from the
+exported artifact alone, after canaries (right shape, finite logits, no peeking at later bytes, same
+number on re-evaluation), on the fixed val split. Every run appends exactly one row to the ROOT
+checkout's results.tsv — crash, timeout, invalid and killed runs too, with the reason — except
+--smoke, which writes no row. In a worktree this file is always the root checkout's copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import tyro
+from loguru import logger
+
+import prepare
+from lab import gitx, ledger, procs, taxonomy
+
+ROOT = Path(__file__).resolve().parent
+SEQ_LEN, EVAL_BATCH, VAL_BYTES = 512, 16, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
+SMOKE_SEQ_LEN, SMOKE_BATCH, SMOKE_VAL_BYTES, SMOKE_BUDGET_S = 64, 4, 1 << 14, 5.0
+PROBE_TOLERANCE = 1e-4  # relative change of earlier logits allowed when later bytes change
+
+
+@dataclass
+class Args:
+    """Train this checkout's train.py in a subprocess, grade its exported model, append one ledger row."""
+
+    budget_s: float | None = None  # training seconds; default 300 on CUDA, 60 on CPU, 5 with --smoke
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    max_steps: int | None = None  # a step budget for train.py (deterministic runs); the time budget still bounds the hard limit
+    smoke: bool = False  # tiny model, budget and split; checks the whole path; writes no row
+    hard_limit_s: float | None = None  # kill train.py's process tree past this; default 1.25 × budget + 120 s
+    source: Path | None = None  # text corpus for prepare.py; default: this Python's standard library
+    workdir: Path = Path(".")  # the checkout (root or worktree) whose train.py is evaluated
+
+
+class RunFailed(Exception):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class Killed(BaseException):
+    """A signal (queue kill, Ctrl-C) arrived; the run is recorded as killed."""
+
+
+def die(message: str) -> None:
+    """Setup errors, before a row could be written: one line, exit code 2."""
+    sys.stderr.write(f"eval.py: {message}\n")
+    sys.exit(2)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        die(f"--device {device} but torch sees no CUDA device here; use --device cpu")
+    return device
+
+
+def run_train(cmd: list[str], cwd: Path, log_path: Path, hard_limit_s: float) -> tuple[int | None, str]:
+    """Run train.py, teeing its output to the console and log_path. (returncode or None on timeout, last line)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    tail: deque[str] = deque(maxlen=20)
+
+    def pump() -> None:
+        with log_path.open("wb") as log:
+            for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                sys.stdout.buffer.write(raw)
+                sys.stdout.flush()
+                if raw.strip():
+                    tail.append(raw.decode(errors="replace").strip())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=hard_limit_s)
+    except subprocess.TimeoutExpired:
+        rc = None
+    finally:  # also on Killed: nothing of the run outlives eval
+        if proc.poll() is None:
+            procs.kill_tree(proc.pid)
+            proc.wait()
+        reader.join(timeout=5)
+    return rc, (tail[-1] if tail else "(no output)")
+
+
+@torch.no_grad()
+def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> tuple[float, int]:
+    """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params)."""
+    try:
+        program = torch.export.load(artifact)
+        model = program.module()
+    except Exception as e:
+        raise RunFailed("invalid", f"model.pt2 could not be loaded as a torch.export program: {type(e).__name__}: {e}")
+    params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
+    data = torch.frombuffer(bytearray(val), dtype=torch.uint8).long()
+    n_windows = (len(data) - 1) // seq_len
+    if n_windows < 1:
+        raise RunFailed("invalid", f"val split has {len(data)} bytes, fewer than one {seq_len}-byte window")
+    starts = torch.arange(n_windows) * seq_len
+    index = starts[:, None] + torch.arange(seq_len + 1)
+    windows = data[index]
+
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        try:
+            out = model(x.to(device))
+        except Exception as e:
+            raise RunFailed("invalid", f"model failed on a ({batch}, {seq_len}) int64 batch: {type(e).__name__}: {e}")
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, seq_len, 256):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise RunFailed("invalid", f"model returned {shape}, expected logits of shape ({batch}, {seq_len}, 256)")
+        out = out.float()
+        if not torch.isfinite(out).all():
+            raise RunFailed("invalid", "model returned non-finite logits (nan or inf)")
+        return out
+
+    def batch_at(i: int) -> tuple[torch.Tensor, int]:
+        """Windows i.. as one exported-shape batch (padded with zeros at the end) and the real count."""
+        chunk = windows[i : i + batch]
+        real = len(chunk)
+        return torch.cat([chunk, chunk.new_zeros(batch - real, seq_len + 1)]), real
+
+    def loss_sum(i: int) -> tuple[float, int]:
+        chunk, real = batch_at(i)
+        logits = logits_of(chunk[:, :-1])[:real]
+        targets = chunk[:real, 1:].to(device)
+        return F.cross_entropy(logits.reshape(-1, 256), targets.reshape(-1), reduction="sum").item(), targets.numel()
+
+    x = batch_at(0)[0][:, :-1]
+    base = logits_of(x)
+    scale = max(1.0, base.abs().max().item())
+    drift = (logits_of(x) - base).abs().max().item()
+    if drift > PROBE_TOLERANCE * scale:  # checked first: randomness would also fail the causality probe
+        raise RunFailed("invalid", f"the same batch twice gave logits {drift:.3g} apart "
+                                   "(the model is not deterministic: dropout or randomness left in the export?)")
+    # Causality probe: rewrite every byte from `cut` on; the logits before `cut` must not move.
+    gen = torch.Generator().manual_seed(1234)
+    for cut in sorted({1, seq_len // 3, seq_len // 2, seq_len - 1}):
+        probe = x.clone()
+        probe[:, cut:] = torch.randint(0, 256, (batch, seq_len - cut), generator=gen)
+        moved = (logits_of(probe)[:, :cut] - base[:, :cut]).abs().max().item()
+        if moved > PROBE_TOLERANCE * scale:
+            raise RunFailed("invalid", f"causality probe failed: changing bytes from position {cut} on moved "
+                                       f"logits before it by {moved:.3g} (the model peeks at future bytes)")
+
+    total, count, per_batch = 0.0, 0, []
+    for i in range(0, n_windows, batch):
+        s, n = loss_sum(i)
+        per_batch.append(s)
+        total, count = total + s, count + n
+    for i in {0, (len(per_batch) - 1) * batch}:  # re-evaluation canary: same bytes, same number
+        again, _ = loss_sum(i)
+        if not math.isclose(again, per_batch[i // batch], rel_tol=1e-6, abs_tol=1e-6):
+            raise RunFailed("invalid", f"re-evaluating batch {i // batch} gave {again:.6f} after {per_batch[i // batch]:.6f} "
+                                       "(the model is not deterministic: dropout or randomness left in the export?)")
+    return total / count / math.log(2), params
+
+
+def new_run_id() -> str:
+    given = os.environ.get("LAB_RUN_ID", "")
+    if given:
+        if not ledger._ID.fullmatch(given):
+            die(f"LAB_RUN_ID={given!r} is not an identifier (letters, digits, '.', '_', '-')")
+        return given
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def evaluate(args: Args, row: dict, work: Path, out_dir: Path) -> dict:
+    """Run and grade; returns the outcome columns, or raises RunFailed."""
+    try:
+        data_dir, manifest, _ = prepare.build(args.source)
+    except prepare.DataError as e:
+        raise RunFailed("invalid", f"data: {e}")
+    row["data_sha"] = prepare.data_hash(manifest)[:16]
+    train_py = work / "train.py"
+    if not train_py.is_file():
+        raise RunFailed("invalid", f"no train.py in {work}")
+    seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH)
+    launcher = [sys.executable, str(ROOT / "lab" / "typecheck.py")] if os.environ.get("LAB_TYPECHECK") == "1" else [sys.executable]
+    cmd = [*launcher, str(train_py), "--data-dir", str(data_dir), "--out-dir", str(out_dir),
+           "--budget-s", str(row["budget_s"]), "--seed", str(row["seed"]), "--device", row["device_arg"],
+           "--seq-len", str(seq_len), "--export-batch", str(batch)]
+    cmd += ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    cmd += ["--smoke"] if args.smoke else []
+    hard_limit = args.hard_limit_s or 1.25 * row["budget_s"] + 120
+    logger.info(f"run {row['run_id']}: training {train_py} (budget {row['budget_s']}s, hard limit {hard_limit:.0f}s)")
+    rc, last_line = run_train(cmd, work, out_dir / "train.log", hard_limit)
+    if rc is None:
+        raise RunFailed("timeout", f"train.py ran past the hard limit of {hard_limit:.0f}s; its process tree was killed")
+    if rc != 0:
+        how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+        raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
+    artifact = out_dir / "model.pt2"
+    if not artifact.is_file():
+        raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
+    try:
+        info = json.loads((out_dir / "train_info.json").read_text())
+    except (OSError, ValueError) as e:
+        raise RunFailed("invalid", f"train_info.json missing or not JSON in {out_dir}: {e}")
+    val = prepare.load_split(data_dir, "val")[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
+    logger.info(f"grading {artifact} on {len(val):,} val bytes")
+    val_bpb, params = grade(artifact, val, seq_len, batch, row["device_arg"])
+    return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
+            "train_s": info.get("train_s"), "peak_mem_mb": info.get("peak_mem_mb")}
+
+
+def summary(row: dict, ledger_note: str) -> str:
+    keys = ("run_id", "status", "reason", "val_bpb", "train_s", "wall_s", "steps", "tokens", "params", "peak_mem_mb", "device")
+    lines = [f"{k + ':':13s}{'' if row.get(k) is None else row[k]}" for k in keys] + [f"{'ledger:':13s}{ledger_note}"]
+    return "---\n" + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    logger.remove()
+    logger.add(sys.stderr, format="{time:HH:mm:ss} eval  | {message}")
+    args = tyro.cli(Args)
+    started = time.time()
+    try:
+        work = gitx.toplevel(args.workdir)
+        root = gitx.root_checkout(work)
+        branch = gitx.branch(work)
+    except gitx.GitError as e:
+        die(str(e))
+    device = resolve_device(args.device)
+    budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else 300.0 if device.startswith("cuda") else 60.0)
+    row: dict = {
+        "run_id": new_run_id(), "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "slug": branch.removeprefix("exp/") if branch != "HEAD" else "detached", "branch": branch,
+        "commit": gitx.head_commit(work), "dirty": any(not taxonomy.is_global(p) for p in gitx.changed_paths(work)),
+        "label": os.environ.get("LAB_LABEL", ""), "seed": args.seed, "budget_s": budget, "max_steps": args.max_steps,
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu", "device_arg": device,
+        "host": platform.node(), "eval_sha": sha(ROOT / "eval.py"), "prepare_sha": sha(ROOT / "prepare.py"),
+        "train_sha": sha(work / "train.py"),
+    }
+    results = ledger.ledger_path(root)
+    if not args.smoke:  # fail before training, not after, if the row could not be written
+        try:
+            ledger.format_row({k: v for k, v in {**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0}.items() if k in ledger.SCHEMA})
+        except ledger.LedgerError as e:
+            die(f"this run's row would break the ledger schema: {e}")
+        if not results.is_file():
+            die(f"{results} is missing: restore it with `git checkout -- results.tsv` in {root}")
+    out_dir = Path(tempfile.mkdtemp(prefix="lab-smoke-")) if args.smoke else root / ".cache" / "runs" / row["run_id"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise Killed(f"received {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        row.update(status="ok", reason="", **evaluate(args, row, work, out_dir))
+    except RunFailed as e:
+        row.update(status=e.status, reason=e.reason)
+    except Killed as e:
+        row.update(status="killed", reason=f"eval.py {e} while running; train.py's process tree was killed")
+    blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # the row is written whole, whatever arrives now
+    row["wall_s"] = round(time.time() - started, 1)
+    if args.smoke:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        note = "not written (smoke)"
+    else:
+        ledger.append({k: v for k, v in row.items() if k in ledger.SCHEMA}, results)
+        note = f"row appended to {results}"
+    sys.stdout.write(summary(row, note))
+    sys.stdout.flush()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    if row["status"] == "killed":
+        sys.exit(143)
+    sys.exit(0 if row["status"] == "ok" else 1)
+
+
+if __name__ == "__main__":
+    main()

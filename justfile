@@ -1,0 +1,42 @@
+# lab — the workspace's front door (FROZEN). `just` lists the recipes.
+# In a worktree under 5_worktrees/, every recipe runs the ROOT checkout's eval.py / prepare.py and
+# Python environment on the worktree's train.py: the grader never comes from the agent's copy.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+root := `dirname "$(git rev-parse --path-format=absolute --git-common-dir)"`
+python := env("LAB_PYTHON", root / ".venv/bin/python")
+
+# list the recipes
+default:
+    @"{{ just_executable() }}" --justfile "{{ justfile() }}" --list --unsorted
+
+# check the whole path on a tiny model, budget and split, with shape checks on; writes no row
+[group('run')]
+smoke *ARGS: _ensure-python
+    LAB_TYPECHECK=1 "{{ python }}" "{{ root }}/eval.py" --smoke "$@"
+
+# train this checkout's train.py, grade it with main's eval.py, append one row to the root results.tsv
+[group('run')]
+eval *ARGS: _ensure-python
+    "{{ python }}" "{{ root }}/eval.py" "$@"
+
+# build or verify the data cache (--source DIR for another text tree)
+[group('data')]
+prepare *ARGS: _ensure-python
+    "{{ python }}" "{{ root }}/prepare.py" "$@"
+
+# run the workspace's tests (arguments go to pytest)
+[group('dev')]
+test *ARGS: _ensure-python
+    cd "{{ root }}" && "{{ python }}" -m pytest "$@"
+
+# the lab CLI (e.g. `just lab ledger show`)
+[group('dev')]
+lab *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli "$@"
+
+[private]
+_ensure-python:
+    @test -x "{{ python }}" || { echo "just: no Python environment at {{ python }}: run \`uv sync\` in {{ root }} (or set LAB_PYTHON)" >&2; exit 1; }

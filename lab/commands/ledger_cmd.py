@@ -1,0 +1,51 @@
+"""`lab ledger …`: look at and validate results.tsv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lab import gitx, ledger
+
+app = typer.Typer(help="Read and validate the ledger (results.tsv).", no_args_is_help=True)
+
+
+def _path(path: Path | None) -> Path:
+    try:
+        return path or ledger.ledger_path()
+    except gitx.GitError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command()
+def check(path: Path | None = typer.Argument(None, help="Ledger file; default: the root checkout's results.tsv.")) -> None:
+    """Validate every line; name the file, line and field of each bad one (exit 1 if any)."""
+    target = _path(path)
+    rows, problems = ledger.read(target)
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    typer.echo(f"{target}: {len(rows)} valid row(s), {len(problems)} problem(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def show(
+    n: int = typer.Option(10, "-n", help="How many of the newest rows."),
+    path: Path | None = typer.Argument(None, help="Ledger file; default: the root checkout's results.tsv."),
+) -> None:
+    """Print the newest rows as a table (problems are reported, not hidden)."""
+    import polars as pl
+
+    target = _path(path)
+    rows, problems = ledger.read(target)
+    for problem in problems:
+        typer.echo(f"warning: {problem}", err=True)
+    if not rows:
+        typer.echo(f"{target}: no runs yet (run `just eval`)")
+        return
+    columns = ["run_id", "slug", "status", "val_bpb", "seed", "budget_s", "train_s", "steps", "params", "reason"]
+    table = pl.DataFrame(rows[-n:]).select(columns)
+    with pl.Config(tbl_rows=n, tbl_cols=len(columns), fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
+        typer.echo(table)

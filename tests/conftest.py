@@ -1,0 +1,80 @@
+"""Shared fixtures: a synthetic text corpus and throwaway git checkouts of this workspace.
+
+Every test that needs a workspace gets a real git repository in a temp dir holding copies of the
+real eval.py, prepare.py, train.py, justfile and lab/, so nothing here can touch the real ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE_FILES = ["eval.py", "prepare.py", "train.py", "justfile", "results.tsv", ".gitignore", "pyproject.toml"]
+GIT_ENV = {"GIT_AUTHOR_NAME": "lab-test", "GIT_AUTHOR_EMAIL": "test@lab", "GIT_COMMITTER_NAME": "lab-test",
+           "GIT_COMMITTER_EMAIL": "test@lab"}
+WORDS = ("def class return self import for in if else while value count data model loss step print "
+         "list dict tuple None True False range len with open as try except raise yield lambda").split()
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 small deterministic Python-like files (~1 MB): enough for every split, fast to prepare."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    for i in range(300):
+        lines = []
+        for _ in range(rng.randint(60, 140)):
+            indent = "    " * rng.randint(0, 2)
+            lines.append(indent + " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 8))))
+        path = root / f"pkg{i % 7}" / f"mod_{i}.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_workspace(dest: Path) -> Path:
+    """A committed git checkout of this workspace's runnable files at `dest`, on branch main."""
+    dest.mkdir(parents=True)
+    for name in WORKSPACE_FILES:
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "lab", dest / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    git("init", "-q", "-b", "main", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("commit", "-q", "-m", "workspace", cwd=dest)
+    return dest
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path / "ws")
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    """Environment for a workspace subprocess: this venv's Python for `just`, no queue variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "PUEUE_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **GIT_ENV, "LAB_PYTHON": sys.executable, **extra}
+
+
+def tiny_train(workspace: Path, *edits: tuple[str, str]) -> None:
+    """Shrink the workspace's train.py defaults so a full (non-smoke) eval costs seconds, then apply edits."""
+    path = workspace / "train.py"
+    text = path.read_text()
+    for old, new in [("n_layer: int = 4", "n_layer: int = 1"), ("d_model: int = 256", "d_model: int = 32"),
+                     ("n_head: int = 4", "n_head: int = 2"), ("batch_size: int = 32", "batch_size: int = 4"),
+                     *edits]:
+        assert old in text, f"train.py no longer contains {old!r}: update the test edit"
+        text = text.replace(old, new)
+    path.write_text(text)

@@ -1,0 +1,236 @@
+"""The eval contract end to end: real train.py subprocesses on CPU, real exports, real ledger rows.
+
+Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
+with train.py shrunk to a 1-layer model so a run costs ~10-25 s on 2 cores. Whole file: ~5 min.
+Run: `just test tests/test_eval.py` (or `-m "not slow"` to skip it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import git, make_workspace, run_env, tiny_train
+from lab import ledger
+
+pytestmark = pytest.mark.slow
+
+EARLIER_ROW = {"run_id": "earlier-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "",
+               "dirty": 0, "status": "ok", "reason": "", "val_bpb": 2.5, "wall_s": 1.0, "seed": 0, "budget_s": 60.0,
+               "device": "cpu", "host": "elsewhere"}
+
+
+def run_eval(ws: Path, corpus: Path, *args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ws / "eval.py"), "--source", str(corpus), *args]
+    return subprocess.run(cmd, cwd=ws, env=run_env(**env), capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
+
+
+def summary(stdout: str) -> dict[str, str]:
+    block = stdout.rsplit("\n---\n", 1)[-1] if "\n---\n" in stdout else stdout.split("---\n", 1)[-1]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in block.splitlines() if ":" in line)}
+
+
+def new_rows(ws: Path, before: bytes) -> list[dict[str, str]]:
+    """Rows added after `before`, after checking that `before` is still a byte-identical prefix."""
+    data = (ws / "results.tsv").read_bytes()
+    assert data.startswith(before), "earlier ledger bytes changed"
+    rows, problems = ledger.read(ws / "results.tsv")
+    assert problems == []
+    return rows[len(ledger.read(ws / "results.tsv")[0]) - (data.count(b"\n") - before.count(b"\n")):]
+
+
+def seeded_ledger(ws: Path) -> bytes:
+    ledger.append(EARLIER_ROW, ws / "results.tsv")
+    return (ws / "results.tsv").read_bytes()
+
+
+def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, corpus):
+    tiny_train(workspace)
+    git("commit", "-qam", "tiny", cwd=workspace)
+    before = seeded_ledger(workspace)
+    first = run_eval(workspace, corpus, "--max-steps", "5", "--seed", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_eval(workspace, corpus, "--max-steps", "5", "--seed", "1")
+    other = run_eval(workspace, corpus, "--max-steps", "5", "--seed", "2")
+    rows = new_rows(workspace, before)
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert rows[0]["val_bpb"] == rows[1]["val_bpb"], "same seed and step budget must give the same metric"
+    assert rows[2]["val_bpb"] != rows[0]["val_bpb"], "a different seed must change the metric"
+    assert summary(first.stdout)["val_bpb"] == rows[0]["val_bpb"]
+    assert summary(first.stdout)["run_id"] == rows[0]["run_id"]
+    row = rows[0]
+    assert (row["slug"], row["branch"], row["dirty"], row["seed"], row["max_steps"]) == ("main", "main", "0", "1", "5")
+    assert row["commit"] == git("rev-parse", "HEAD", cwd=workspace).strip()
+    assert row["eval_sha"] == hashlib.sha256((workspace / "eval.py").read_bytes()).hexdigest()[:16]
+    assert row["train_sha"] == hashlib.sha256((workspace / "train.py").read_bytes()).hexdigest()[:16]
+    assert row["data_sha"] and row["prepare_sha"] and int(row["params"]) > 0 and row["steps"] == "5"
+    assert 1.0 < float(row["val_bpb"]) < 9.0
+
+
+def test_smoke_via_just_checks_everything_and_writes_no_row(workspace, corpus):
+    before = (workspace / "results.tsv").read_bytes()
+    proc = subprocess.run(["just", "smoke", "--source", str(corpus), "--budget-s", "2"], cwd=workspace,
+                          env=run_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    block = summary(proc.stdout)
+    assert block["status"] == "ok" and float(block["val_bpb"]) > 0
+    assert block["ledger"] == "not written (smoke)"
+    assert (workspace / "results.tsv").read_bytes() == before
+
+
+def test_smoke_runs_jaxtyping_shape_checks(workspace, corpus):
+    tiny_train(workspace, ('-> Float[Tensor, "b t 256"]:', '-> Float[Tensor, "b t 7"]:'))
+    proc = subprocess.run(["just", "smoke", "--source", str(corpus), "--budget-s", "1"], cwd=workspace,
+                          env=run_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1
+    assert summary(proc.stdout)["status"] == "crash"
+    assert "TypeCheckError" in proc.stdout
+
+
+BAD_TRAINS = {
+    "crash": ([("def train(cfg: Config) -> None:\n", "def train(cfg: Config) -> None:\n    raise RuntimeError('boom from train.py')\n")],
+              "crash", "boom from train.py"),
+    "nan": ([("        loss.backward()", "        loss = loss * float('nan')\n        loss.backward()")], "crash", "loss is nan"),
+    "no_artifact": ([('torch.export.save(program, cfg.out_dir / "model.pt2")', "pass")], "invalid", "wrote no model.pt2"),
+    "peeks_at_future": ([("is_causal=True", "is_causal=False")], "invalid", "causality probe failed"),
+    "wrong_shape": ([("self.head = nn.Linear(cfg.d_model, 256", "self.head = nn.Linear(cfg.d_model, 255"),
+                     ('-> Float[Tensor, "b t 256"]:', '-> Float[Tensor, "b t 255"]:')], "invalid", "expected logits of shape"),
+    "random_output": ([("return self.head(self.ln_f(x))", "return self.head(self.ln_f(x)) + torch.rand(1, device=idx.device)")],
+                      "invalid", "not deterministic"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_TRAINS)
+def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
+    edits, status, reason = BAD_TRAINS[name]
+    tiny_train(workspace, *edits)
+    before = seeded_ledger(workspace)
+    proc = run_eval(workspace, corpus, "--max-steps", "3")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    rows = new_rows(workspace, before)
+    assert len(rows) == 1
+    assert rows[0]["status"] == status
+    assert reason in rows[0]["reason"]
+    assert summary(proc.stdout)["status"] == status
+    assert rows[0]["dirty"] == "1"
+
+
+HANG = ("def train(cfg: Config) -> None:\n",
+        "def train(cfg: Config) -> None:\n"
+        "    import os, subprocess\n"
+        "    child = subprocess.Popen(['sleep', '600'])\n"
+        "    Path(os.environ['PIDFILE']).write_text(f'{os.getpid()} {child.pid}')\n"
+        "    time.sleep(600)\n")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
+    tiny_train(workspace, HANG)
+    before = seeded_ledger(workspace)
+    pidfile = tmp_path / "pids"
+    proc = run_eval(workspace, corpus, "--hard-limit-s", "12", PIDFILE=str(pidfile))
+    assert proc.returncode == 1
+    rows = new_rows(workspace, before)
+    assert [r["status"] for r in rows] == ["timeout"]
+    assert "hard limit of 12s" in rows[0]["reason"]
+    pids = [int(p) for p in pidfile.read_text().split()]
+    time.sleep(0.5)
+    assert not any(alive(p) for p in pids), "train.py or its child survived the hard limit"
+
+
+def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus, tmp_path):
+    tiny_train(workspace, HANG)
+    before = seeded_ledger(workspace)
+    pidfile = tmp_path / "pids"
+    cmd = [sys.executable, str(workspace / "eval.py"), "--source", str(corpus)]
+    proc = subprocess.Popen(cmd, cwd=workspace, env=run_env(PIDFILE=str(pidfile)), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not pidfile.exists() or len(pidfile.read_text().split()) < 2:
+        assert time.time() < deadline and proc.poll() is None, "train.py never started"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # what a queue's kill does: the whole group
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    rows = new_rows(workspace, before)
+    assert [r["status"] for r in rows] == ["killed"]
+    assert "SIGTERM" in rows[0]["reason"]
+    assert summary(out)["status"] == "killed"
+    time.sleep(0.5)
+    assert not any(alive(int(p)) for p in pidfile.read_text().split())
+
+
+def test_altered_data_cache_is_an_invalid_row_and_is_not_rebuilt(workspace, corpus):
+    tiny_train(workspace)
+    assert run_eval(workspace, corpus, "--max-steps", "1").returncode == 0
+    (val,) = (workspace / ".cache" / "data").glob("*/val.bin")
+    val.write_bytes(val.read_bytes()[:-10])
+    before = (workspace / "results.tsv").read_bytes()
+    proc = run_eval(workspace, corpus, "--max-steps", "1")
+    assert proc.returncode == 1
+    rows = new_rows(workspace, before)
+    assert rows[0]["status"] == "invalid"
+    assert "was altered" in rows[0]["reason"] and "just prepare" in rows[0]["reason"]
+    val.unlink()
+    proc = run_eval(workspace, corpus, "--max-steps", "1")
+    assert "val.bin is missing" in ledger.read(workspace / "results.tsv")[0][-1]["reason"]
+
+
+def test_missing_source_is_an_invalid_row(workspace, tmp_path):
+    before = (workspace / "results.tsv").read_bytes()
+    proc = run_eval(workspace, tmp_path / "no-such-dir")
+    assert proc.returncode == 1
+    rows = new_rows(workspace, before)
+    assert rows[0]["status"] == "invalid" and "is not a directory" in rows[0]["reason"]
+
+
+def test_bad_run_id_from_the_queue_fails_before_training_and_writes_nothing(workspace, corpus):
+    before = (workspace / "results.tsv").read_bytes()
+    proc = run_eval(workspace, corpus, LAB_RUN_ID="bad id; rm -rf /")
+    assert proc.returncode == 2
+    assert "LAB_RUN_ID" in proc.stderr and "not an identifier" in proc.stderr
+    assert (workspace / "results.tsv").read_bytes() == before
+
+
+def test_run_id_and_label_from_the_environment_land_in_the_row(workspace, corpus):
+    tiny_train(workspace)
+    proc = run_eval(workspace, corpus, "--max-steps", "1", LAB_RUN_ID="q-42", LAB_LABEL="Q: does it help?\tH: expect -0.02")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = ledger.read(workspace / "results.tsv")[0][-1]
+    assert (row["run_id"], row["label"]) == ("q-42", "Q: does it help?\tH: expect -0.02")
+
+
+def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, corpus):
+    git("worktree", "add", "-q", "5_worktrees/wider", "-b", "exp/wider", cwd=workspace)
+    tree = workspace / "5_worktrees" / "wider"
+    tiny_train(tree)
+    marker = tree / "worktree-eval-ran"
+    (tree / "eval.py").write_text(f"open({str(marker)!r}, 'w').write('tampered grader ran')\n")
+    root_before = (workspace / "results.tsv").read_bytes()
+    tree_before = (tree / "results.tsv").read_bytes()
+    proc = subprocess.run(["just", "eval", "--source", str(corpus), "--max-steps", "2"], cwd=tree, env=run_env(),
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not marker.exists(), "the worktree's eval.py ran"
+    assert (tree / "results.tsv").read_bytes() == tree_before
+    rows = new_rows(workspace, root_before)
+    assert [(r["slug"], r["branch"], r["status"]) for r in rows] == [("wider", "exp/wider", "ok")]
+    assert rows[0]["eval_sha"] == hashlib.sha256((workspace / "eval.py").read_bytes()).hexdigest()[:16]
+    assert rows[0]["train_sha"] == hashlib.sha256((tree / "train.py").read_bytes()).hexdigest()[:16]
+    assert rows[0]["dirty"] == "1"  # train.py and eval.py edited, not committed
