@@ -10,6 +10,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from lab import gitx
@@ -32,6 +33,10 @@ HEADER = "\t".join(COLUMNS) + "\n"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _HEX = re.compile(r"[0-9a-f]{7,64}")
+_FLOAT = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+# Closes off a line torn by a writer that died mid-append. A cell holding a bad escape can never
+# parse, whatever the fragment ended with, so the fragment stays one reported bad line.
+TORN_MARK = "\t\\!torn"
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 
@@ -81,7 +86,7 @@ def _check_value(kind: str, value: str) -> str | None:
         return None if optional or kind == "text" else "is empty but required"
     if kind == "id" and not _ID.fullmatch(value):
         return f"{value!r} is not an identifier (letters, digits, '.', '_', '-')"
-    if kind == "time" and not _TIME.fullmatch(value):
+    if kind == "time" and not _is_utc_time(value):
         return f"{value!r} is not a UTC time like 2026-01-31T12:00:00Z"
     if kind == "hex" and not _HEX.fullmatch(value):
         return f"{value!r} is not a lowercase hex hash"
@@ -91,13 +96,16 @@ def _check_value(kind: str, value: str) -> str | None:
         return f"{value!r} is not a status (one of {', '.join(STATUSES)})"
     if kind == "int" and not re.fullmatch(r"-?\d+", value):
         return f"{value!r} is not an integer"
-    if kind == "float":
-        try:
-            if not math.isfinite(float(value)):
-                return f"{value!r} is not finite"
-        except ValueError:
-            return f"{value!r} is not a number"
+    if kind == "float" and not _FLOAT.fullmatch(value):
+        return f"{value!r} is not a finite decimal number"
     return None
+
+
+def _is_utc_time(value: str) -> bool:
+    try:
+        return bool(_TIME.fullmatch(value)) and bool(datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return False
 
 
 def _row_problems(row: dict[str, str]) -> list[tuple[str, str]]:
@@ -135,8 +143,8 @@ def _to_text(value: object) -> str:
 def append(row: dict[str, object], path: Path) -> None:
     """Append one row: validate, take an exclusive lock, write one whole line, fsync.
 
-    A line left unterminated by a writer that died mid-append is closed off first, so it stays
-    a single bad line that readers report instead of merging with this row.
+    A line left unterminated by a writer that died mid-append is closed off first with TORN_MARK,
+    so it stays a single bad line that readers report instead of merging with this row.
     """
     line = format_row(row).encode()
     if not path.exists():
@@ -149,7 +157,7 @@ def append(row: dict[str, object], path: Path) -> None:
         if header != HEADER.encode():
             raise LedgerError(f"{path}:1: header differs from the schema; expected columns: {', '.join(COLUMNS)}")
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
+            line = (TORN_MARK + "\n").encode() + line
         view = memoryview(line)
         while view:
             view = view[os.write(fd, view):]
@@ -184,6 +192,10 @@ def read(path: Path) -> tuple[list[dict[str, str]], list[Problem]]:
     if lines and lines[0] + b"\n" != HEADER.encode():
         problems.append(Problem(path, 1, "", f"header differs from the schema; expected: {HEADER.strip()!r}"))
     for number, raw in enumerate(lines[1:], start=2):
+        if raw.endswith(TORN_MARK.encode()):
+            problems.append(Problem(path, number, "", "torn line: a writer died mid-append "
+                                    "(closed off by a later append); ignored"))
+            continue
         try:
             result = parse_line(raw.decode())
         except UnicodeDecodeError:
