@@ -195,7 +195,7 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def evaluate(args: Args, row: dict, work: Path, out_dir: Path) -> dict:
+def evaluate(args: Args, row: dict, work: Path, out_dir: Path, device: str) -> dict:
     """Run and grade; returns the outcome columns, or raises RunFailed."""
     try:
         data_dir, manifest, _ = prepare.build(args.source)
@@ -208,7 +208,7 @@ def evaluate(args: Args, row: dict, work: Path, out_dir: Path) -> dict:
     seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH)
     launcher = [sys.executable, str(ROOT / "lab" / "typecheck.py")] if os.environ.get("LAB_TYPECHECK") == "1" else [sys.executable]
     cmd = [*launcher, str(train_py), "--data-dir", str(data_dir), "--out-dir", str(out_dir),
-           "--budget-s", str(row["budget_s"]), "--seed", str(row["seed"]), "--device", row["device_arg"],
+           "--budget-s", str(row["budget_s"]), "--seed", str(row["seed"]), "--device", device,
            "--seq-len", str(seq_len), "--export-batch", str(batch)]
     cmd += ["--max-steps", str(args.max_steps)] if args.max_steps else []
     cmd += ["--smoke"] if args.smoke else []
@@ -229,7 +229,7 @@ def evaluate(args: Args, row: dict, work: Path, out_dir: Path) -> dict:
         raise RunFailed("invalid", f"train_info.json missing or not JSON in {out_dir}: {e}")
     val = prepare.load_split(data_dir, "val")[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
     logger.info(f"grading {artifact} on {len(val):,} val bytes")
-    val_bpb, params = grade(artifact, val, seq_len, batch, row["device_arg"])
+    val_bpb, params = grade(artifact, val, seq_len, batch, device)
     return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
             "train_s": info.get("train_s"), "peak_mem_mb": info.get("peak_mem_mb")}
 
@@ -258,14 +258,14 @@ def main() -> None:
         "slug": branch.removeprefix("exp/") if branch != "HEAD" else "detached", "branch": branch,
         "commit": gitx.head_commit(work), "dirty": any(not taxonomy.is_global(p) for p in gitx.changed_paths(work)),
         "label": os.environ.get("LAB_LABEL", ""), "seed": args.seed, "budget_s": budget, "max_steps": args.max_steps,
-        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu", "device_arg": device,
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "host": platform.node(), "eval_sha": sha(ROOT / "eval.py"), "prepare_sha": sha(ROOT / "prepare.py"),
         "train_sha": sha(work / "train.py"),
     }
     results = ledger.ledger_path(root)
     if not args.smoke:  # fail before training, not after, if the row could not be written
         try:
-            ledger.format_row({k: v for k, v in {**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0}.items() if k in ledger.SCHEMA})
+            ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})
         except ledger.LedgerError as e:
             die(f"this run's row would break the ledger schema: {e}")
         if not results.is_file():
@@ -279,7 +279,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        row.update(status="ok", reason="", **evaluate(args, row, work, out_dir))
+        row.update(status="ok", reason="", **evaluate(args, row, work, out_dir, device))
     except RunFailed as e:
         row.update(status=e.status, reason=e.reason)
     except Killed as e:
@@ -291,7 +291,7 @@ def main() -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
         note = "not written (smoke)"
     else:
-        ledger.append({k: v for k, v in row.items() if k in ledger.SCHEMA}, results)
+        ledger.append(row, results)
         note = f"row appended to {results}"
     sys.stdout.write(summary(row, note))
     sys.stdout.flush()

@@ -23,7 +23,7 @@ def just(clone: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
     env = {**os.environ, "LAB_PYTHON": sys.executable}
     env.pop("LAB_RUN_ID", None)
     start = time.perf_counter()
-    proc = subprocess.run(["just", *args], cwd=clone, env=env, capture_output=True, text=True)
+    proc = subprocess.run([str(Path(sys.executable).parent / "just"), *args], cwd=clone, env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         sys.exit(f"`just {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return time.perf_counter() - start, proc
