@@ -9,11 +9,9 @@ import fcntl
 import math
 import os
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 from datetime import datetime
-from pathlib import Path
 
-from lab import gitx
 
 FILENAME = "results.tsv"
 STATUSES = ("ok", "crash", "timeout", "invalid", "killed")
@@ -45,20 +43,18 @@ class LedgerError(ValueError):
     """A ledger line or row breaks the schema; the message names file, line and field."""
 
 
-@dataclass(frozen=True)
-class Problem:
-    path: Path
-    line: int
-    field: str
-    message: str
+class Problem(namedtuple("Problem", "path line field message")):
+    """One bad line: the file, its 1-based line number, the field ('' for the whole line) and why."""
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" + (f" field {self.field!r}" if self.field else "")
         return f"{where}: {self.message}"
 
 
-def ledger_path(cwd: Path | str = ".") -> Path:
+def ledger_path(cwd: str | os.PathLike = ".") -> os.PathLike:
     """The root checkout's results.tsv, also when called from a worktree."""
+    from lab import gitx  # not at the top: hooks import this module and never spawn git through it
+
     return gitx.root_checkout(cwd) / FILENAME
 
 
@@ -140,15 +136,16 @@ def _to_text(value: object) -> str:
     return str(value)
 
 
-def append(row: dict[str, object], path: Path) -> None:
+def append(row: dict[str, object], path: str | os.PathLike) -> None:
     """Append one row: validate, take an exclusive lock, write one whole line, fsync.
 
     A line left unterminated by a writer that died mid-append is closed off first with TORN_MARK,
     so it stays a single bad line that readers report instead of merging with this row.
     """
     line = format_row(row).encode()
-    if not path.exists():
-        raise LedgerError(f"{path} does not exist: restore it with `git checkout -- {FILENAME}` in {path.parent}")
+    if not os.path.exists(path):
+        raise LedgerError(f"{path} does not exist: restore it with `git checkout -- {FILENAME}` in "
+                          f"{os.path.dirname(os.path.abspath(path))}")
     fd = os.open(path, os.O_RDWR | os.O_APPEND)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -180,9 +177,10 @@ def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
     return _row_problems(row) or row
 
 
-def read(path: Path) -> tuple[list[dict[str, str]], list[Problem]]:
+def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:
     """All valid rows and every problem (bad header, bad line, torn last line), in file order."""
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read()
     if not data:
         return [], [Problem(path, 1, "", "file is empty; the first line must be the header")]
     lines = data.split(b"\n")
@@ -210,7 +208,7 @@ def read(path: Path) -> tuple[list[dict[str, str]], list[Problem]]:
     return rows, problems
 
 
-def read_strict(path: Path) -> list[dict[str, str]]:
+def read_strict(path: str | os.PathLike) -> list[dict[str, str]]:
     """All rows; raises LedgerError naming the first bad line."""
     rows, problems = read(path)
     if problems:
