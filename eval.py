@@ -34,7 +34,7 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import gitx, ledger, procs, taxonomy
+from lab import gitx, ledger, meta, procs, taxonomy
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, EVAL_BATCH, VAL_BYTES = 512, 16, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -195,8 +195,18 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def evaluate(args: Args, row: dict, work: Path, out_dir: Path, device: str) -> dict:
+def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str) -> dict:
     """Run and grade; returns the outcome columns, or raises RunFailed."""
+    if not meta.status(root).on:  # the grader and its rules must be main's committed versions
+        try:
+            checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
+            drifted = {where: gitx.drift(path, "main", taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
+        except gitx.GitError as e:
+            raise RunFailed("invalid", f"cannot compare frozen files with main: {e}")
+        named = [f"{p} ({where})" for where, paths in drifted.items() for p in paths]
+        if named:
+            raise RunFailed("invalid", f"frozen file(s) differ from main's committed versions: {', '.join(named)}; "
+                                       "restore them (`git checkout main -- FILE`) or ask the human for META_MODE")
     try:
         data_dir, manifest, _ = prepare.build(args.source)
     except prepare.DataError as e:
@@ -279,7 +289,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        row.update(status="ok", reason="", **evaluate(args, row, work, out_dir, device))
+        row.update(status="ok", reason="", **evaluate(args, row, work, root, out_dir, device))
     except RunFailed as e:
         row.update(status=e.status, reason=e.reason)
     except Killed as e:

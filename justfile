@@ -14,18 +14,34 @@ default:
 
 # check the whole path on a tiny model, budget and split, with shape checks on; writes no row
 [group('run')]
-smoke *ARGS: _ensure-python
+smoke *ARGS: _ensure-python _setup
     LAB_TYPECHECK=1 "{{ python }}" "{{ root }}/eval.py" --smoke "$@"
 
 # train this checkout's train.py, grade it with main's eval.py, append one row to the root results.tsv
 [group('run')]
-eval *ARGS: _ensure-python
+eval *ARGS: _ensure-python _setup
     "{{ python }}" "{{ root }}/eval.py" "$@"
 
 # build or verify the data cache (--source DIR for another text tree)
 [group('data')]
 prepare *ARGS: _ensure-python
     "{{ python }}" "{{ root }}/prepare.py" "$@"
+
+# point git at the root's .githooks (the guard's pre-commit layer); idempotent
+[group('guard')]
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    want="{{ root }}/.githooks"
+    if [ "$(git config --get core.hooksPath || true)" != "$want" ]; then
+        git config core.hooksPath "$want"
+        echo "just setup: core.hooksPath -> $want (every checkout of this repository now runs its pre-commit)" >&2
+    fi
+
+# check commits since main and uncommitted frozen files against the rules (layer 3)
+[group('guard')]
+check *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli check "$@"
 
 # run the workspace's tests (arguments go to pytest)
 [group('dev')]
@@ -36,6 +52,10 @@ test *ARGS: _ensure-python
 [group('dev')]
 lab *ARGS: _ensure-python
     "{{ python }}" -m lab.cli "$@"
+
+[private]
+_setup:
+    @"{{ just_executable() }}" --justfile "{{ justfile() }}" setup
 
 [private]
 _ensure-python:

@@ -60,3 +60,57 @@ def changed_paths(cwd: Path | str = ".") -> list[str]:
         paths.append(entry[3:])
         skip = entry[0] in "RC"
     return paths
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def blobs(specs: list[str], cwd: Path | str = ".") -> list[bytes | None]:
+    """Contents of `REV:path` / `:path` specs in one `git cat-file --batch`; None where missing."""
+    if not specs:
+        return []
+    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=cwd, input="".join(f"{s}\n" for s in specs).encode(),
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(f"`git cat-file --batch` failed in {cwd}: {proc.stderr.decode(errors='replace').strip()}")
+    out, pos, result = proc.stdout, 0, []
+    for _ in specs:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        if header[-1] == b"missing" or header[1] != b"blob":
+            result.append(None)
+            pos = end + 1
+            continue
+        size = int(header[2])
+        result.append(out[end + 1 : end + 1 + size])
+        pos = end + 1 + size + 1
+    return result
+
+
+def _names(args: list[str], cwd: Path | str) -> list[str]:
+    return [n for n in git("diff", "--name-only", "-z", "--no-renames", *args, cwd=cwd).split("\0") if n]
+
+
+def staged_changes(cwd: Path | str = ".") -> list[tuple[str, bytes | None, bytes | None]]:
+    """(path, HEAD content, index content) for every staged path; None where absent."""
+    base = "HEAD" if head_commit(cwd) else EMPTY_TREE
+    names = _names(["--cached", base], cwd)
+    old = blobs([f"{base}:{n}" for n in names], cwd) if base == "HEAD" else [None] * len(names)
+    new = blobs([f":{n}" for n in names], cwd)
+    return list(zip(names, old, new))
+
+
+def commit_changes(commit: str, cwd: Path | str = ".") -> list[tuple[str, bytes | None, bytes | None]]:
+    """(path, first-parent content, commit content) for every path the commit changed."""
+    parents = git("rev-list", "--parents", "-n", "1", commit, cwd=cwd).split()[1:]
+    base = parents[0] if parents else EMPTY_TREE
+    names = _names([base, commit], cwd)
+    old = blobs([f"{base}:{n}" for n in names], cwd) if parents else [None] * len(names)
+    return list(zip(names, old, blobs([f"{commit}:{n}" for n in names], cwd)))
+
+
+def drift(checkout: Path | str, rev: str, pathspecs: list[str]) -> list[str]:
+    """Paths under `pathspecs` whose working-tree state differs from `rev`, untracked files included."""
+    changed = git("diff", "--name-only", rev, "--", *pathspecs, cwd=checkout).splitlines()
+    new = git("ls-files", "--others", "--exclude-standard", "--", *pathspecs, cwd=checkout).splitlines()
+    return sorted(set(changed + new))

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORKSPACE_FILES = ["eval.py", "prepare.py", "train.py", "justfile", "results.tsv", ".gitignore", "pyproject.toml"]
 GIT_ENV = {"GIT_AUTHOR_NAME": "lab-test", "GIT_AUTHOR_EMAIL": "test@lab", "GIT_COMMITTER_NAME": "lab-test",
            "GIT_COMMITTER_EMAIL": "test@lab"}
 WORDS = ("def class return self import for in if else while value count data model loss step print "
@@ -44,12 +43,20 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def workspace_files() -> list[str]:
+    """This checkout's files as git sees them (tracked, and untracked but not ignored)."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                         capture_output=True, check=True).stdout.decode()
+    return [name for name in out.split("\0") if name and (REPO / name).is_file()]
+
+
 def make_workspace(dest: Path) -> Path:
-    """A committed git checkout of this workspace's runnable files at `dest`, on branch main."""
+    """A committed git checkout of this workspace at `dest`, on branch main, sharing this .venv."""
     dest.mkdir(parents=True)
-    for name in WORKSPACE_FILES:
+    for name in workspace_files():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, dest / name)
-    shutil.copytree(REPO / "lab", dest / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / ".venv").symlink_to(REPO / ".venv")
     git("init", "-q", "-b", "main", cwd=dest)
     git("add", "-A", cwd=dest)
     git("commit", "-q", "-m", "workspace", cwd=dest)

@@ -220,17 +220,26 @@ def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, co
     git("worktree", "add", "-q", "5_worktrees/wider", "-b", "exp/wider", cwd=workspace)
     tree = workspace / "5_worktrees" / "wider"
     tiny_train(tree)
-    marker = tree / "worktree-eval-ran"
-    (tree / "eval.py").write_text(f"open({str(marker)!r}, 'w').write('tampered grader ran')\n")
     root_before = (workspace / "results.tsv").read_bytes()
     tree_before = (tree / "results.tsv").read_bytes()
-    proc = subprocess.run(["just", "eval", "--source", str(corpus), "--max-steps", "2"], cwd=tree, env=run_env(),
-                          capture_output=True, text=True, timeout=240)
+
+    def just_eval() -> subprocess.CompletedProcess:
+        return subprocess.run(["just", "eval", "--source", str(corpus), "--max-steps", "2"], cwd=tree, env=run_env(),
+                              capture_output=True, text=True, timeout=240)
+
+    proc = just_eval()
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert not marker.exists(), "the worktree's eval.py ran"
     assert (tree / "results.tsv").read_bytes() == tree_before
     rows = new_rows(workspace, root_before)
     assert [(r["slug"], r["branch"], r["status"]) for r in rows] == [("wider", "exp/wider", "ok")]
     assert rows[0]["eval_sha"] == hashlib.sha256((workspace / "eval.py").read_bytes()).hexdigest()[:16]
     assert rows[0]["train_sha"] == hashlib.sha256((tree / "train.py").read_bytes()).hexdigest()[:16]
-    assert rows[0]["dirty"] == "1"  # train.py and eval.py edited, not committed
+    assert rows[0]["dirty"] == "1"  # train.py edited, not committed
+
+    marker = tree / "worktree-eval-ran"
+    (tree / "eval.py").write_text(f"open({str(marker)!r}, 'w').write('tampered grader ran')\n")
+    proc = just_eval()
+    assert proc.returncode == 1
+    assert not marker.exists(), "the worktree's eval.py ran"
+    last = ledger.read(workspace / "results.tsv")[0][-1]
+    assert last["status"] == "invalid" and "eval.py (worktree)" in last["reason"]

@@ -56,12 +56,12 @@ def test_readme_tree_exists_and_agrees_with_the_taxonomy():
             continue
         assert (REPO / path).exists(), f"README lists {path}, which does not exist"
         declared = set(taxonomy.classes_of(path))
-        assert {c.strip() for c in classes.split(",")} == declared, f"README says {path} is {classes}, taxonomy.toml says {declared}"
+        assert {c.strip() for c in classes.split(",")} == declared, f"README says {path} is {classes}, taxonomy.json says {declared}"
 
 
 def test_every_declared_taxonomy_path_exists():
     for pattern in taxonomy.paths():
-        assert (REPO / pattern).exists(), f"lab/taxonomy.toml declares {pattern}, which does not exist"
+        assert (REPO / pattern).exists(), f"lab/taxonomy.json declares {pattern}, which does not exist"
 
 
 @pytest.mark.parametrize("name", ["eval.py", "prepare.py", "program.md", "AGENTS.md", "justfile", "0_docs/problem.md"])
@@ -119,3 +119,32 @@ def test_lab_ledger_check_names_the_bad_line(tmp_path):
     good.write_text(ledger.HEADER)
     proc = subprocess.run([sys.executable, "-m", "lab.cli", "ledger", "check", str(good)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and "0 valid row(s), 0 problem(s)" in proc.stdout
+
+
+def program_table() -> list[tuple[str, set[str]]]:
+    """(path, classes) for each row of program.md's file table."""
+    rows = []
+    for line in (REPO / "program.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or not re.fullmatch(r"[A-Z, -]+(\(.*\))?", cells[1]) or cells[1].startswith("---"):
+            continue
+        classes = {c.strip() for c in re.sub(r"\(.*\)", "", cells[1]).split(",")}
+        rows += [(path.strip(), classes) for path in cells[0].split(",")]
+    return rows
+
+
+def test_program_md_table_agrees_with_the_taxonomy():
+    rows = program_table()
+    assert len(rows) > 20
+    for path, classes in rows:
+        assert classes == set(taxonomy.classes_of(path)), f"program.md says {path} is {classes}, taxonomy.json says {taxonomy.classes_of(path)}"
+    listed = {path for path, _ in rows}
+    assert set(taxonomy.paths()) <= listed, f"program.md's table lacks {set(taxonomy.paths()) - listed}"
+    assert set(taxonomy.paths()) <= {path for path, _ in tree_entries()}, "README's tree lacks a declared path"
+
+
+def test_lab_taxonomy_prints_the_declaration():
+    proc = subprocess.run([sys.executable, "-m", "lab.cli", "taxonomy"], capture_output=True, text=True, cwd=REPO, check=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(taxonomy.paths())
+    assert any(re.fullmatch(r"meta_journal\.md\s+FROZEN, APPEND-ONLY", line) for line in lines)

@@ -1,0 +1,61 @@
+"""`lab check`, `lab taxonomy`, `lab meta status`: layer 3 of the guard and what it is checking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lab import gitx, guard, meta, taxonomy
+
+meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+def check(
+    revisions: str = typer.Argument("", help="Commit range (e.g. main..exp/foo); default: the current branch since it left main."),
+) -> None:
+    """Check commits and uncommitted frozen-file changes against the rules (exit 1 on any violation)."""
+    try:
+        cwd = Path.cwd()
+        root, branch = gitx.root_checkout(cwd), gitx.branch(cwd)
+        rev_range = revisions or "main..HEAD"
+        commits = gitx.git("rev-list", "--reverse", rev_range, cwd=cwd).split()
+    except gitx.GitError as e:
+        _fail(f"lab check: {e}")
+    problems = []
+    for commit in commits:
+        changes = [guard.Change(*c) for c in gitx.commit_changes(commit, cwd)]
+        # History keeps no record of meta mode; its evidence is the meta_journal entry the commit adds.
+        evidence = any(c.path == "meta_journal.md" and guard.journal_problem(c.old, c.new) is None for c in changes)
+        subject = gitx.git("log", "-1", "--format=%h %s", commit, cwd=cwd)
+        problems += [f"{subject}: [{v.rule}] {v.message}" for v in guard.check(changes, branch=branch, meta_on=evidence)]
+    state = meta.status(root)
+    if not state.on:
+        drift = gitx.drift(cwd, "HEAD", taxonomy.patterns_of("FROZEN"))
+        problems += [f"uncommitted: {path} is FROZEN and differs from HEAD (restore it: `git checkout -- {path}`)" for path in drift]
+    for line in problems:
+        typer.echo(line, err=True)
+    typer.echo(f"lab check: {len(commits)} commit(s) in {rev_range} on {branch}, {len(problems)} problem(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+def show_taxonomy() -> None:
+    """Print the file taxonomy (lab/taxonomy.json): each path's classes."""
+    width = max(map(len, taxonomy.paths()))
+    for pattern, classes in taxonomy.paths().items():
+        typer.echo(f"{pattern:<{width}}  {', '.join(classes)}")
+
+
+@meta_app.command("status")
+def meta_status() -> None:
+    """Say whether META_MODE is on, and why."""
+    try:
+        root = gitx.root_checkout(Path.cwd())
+    except gitx.GitError as e:
+        _fail(f"lab meta: {e}")
+    typer.echo(f"META_MODE {meta.status(root).reason}")

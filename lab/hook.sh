@@ -1,0 +1,12 @@
+#!/bin/sh
+# FROZEN. The agent hook (layer 1 of the guard), for Claude Code and Codex: `lab/hook.sh claude|codex`.
+# Fail closed: the agent tools block only on exit 2, so any failure below becomes exit 2, with the reason.
+case $0 in */*) lab=${0%/*} ;; *) lab=. ;; esac  # no dirname/cd subprocesses: this runs on every tool call
+py="$lab/../.venv/bin/python"
+[ -x "$py" ] || py=python3
+# -I -S: no site-packages, no environment; -c imports lab.hook from its .pyc (a script is recompiled every run)
+"$py" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1]); from lab.hook import main; sys.exit(main())' "$lab/.." "$@"
+rc=$?
+[ "$rc" -eq 0 ] && exit 0
+[ "$rc" -ne 2 ] && echo "lab guard: the hook itself failed (exit $rc), so the action is blocked (fail closed); a human can run \`$lab/hook.sh < payload.json\` to see why" >&2
+exit 2
