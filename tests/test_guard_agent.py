@@ -311,3 +311,17 @@ def test_the_normal_loop_raises_no_alarm(ws, corpus):
     run("git add RESEARCH_JOURNAL.md results.tsv 1_ideas 9_reports && git commit -m 'journal: lower-lr'")
     assert subprocess.run([sys.executable, "-m", "lab.cli", "check"], cwd=tree, env=run_env(), capture_output=True).returncode == 0
     assert subprocess.run([sys.executable, "-m", "lab.cli", "check"], cwd=ws, env=run_env(), capture_output=True).returncode == 0
+
+
+def test_merging_a_branch_that_broke_the_rules_is_refused(ws):
+    branch = WT(ws)
+    ledger.append({**ROW, "run_id": "r-sneaky"}, branch / "results.tsv")
+    git("commit", "-qam", "rows on a branch", "--no-verify", cwd=branch)
+    try:
+        proc = subprocess.run(["git", "merge", "--no-ff", "-m", "merge exp1", "exp/exp1"], cwd=ws, capture_output=True,
+                              text=True, env=run_env())
+        assert proc.returncode != 0, "the merge went through"
+        assert "rows on a branch: [global-off-main] results.tsv is GLOBAL" in proc.stderr
+    finally:
+        subprocess.run(["git", "merge", "--abort"], cwd=ws, capture_output=True)
+        git("reset", "-q", "--hard", "HEAD~1", cwd=branch)

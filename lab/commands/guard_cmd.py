@@ -18,12 +18,15 @@ def _fail(message: str) -> None:
 
 def check(
     revisions: str = typer.Argument("", help="Commit range (e.g. main..exp/foo); default: the current branch since it left main."),
+    branch: str = typer.Option("", help="Branch the commits were made on; default: the range's tip branch, else the current one."),
 ) -> None:
     """Check commits and uncommitted frozen-file changes against the rules (exit 1 on any violation)."""
     try:
         cwd = Path.cwd()
-        root, branch = gitx.root_checkout(cwd), gitx.branch(cwd)
+        root = gitx.root_checkout(cwd)
         rev_range = revisions or "main..HEAD"
+        tip = rev_range.rsplit("..", 1)[-1]
+        branch = branch or (tip if tip and gitx.git("branch", "--list", tip, cwd=cwd) else gitx.branch(cwd))
         commits = gitx.git("rev-list", "--reverse", rev_range, cwd=cwd).split()
     except gitx.GitError as e:
         _fail(f"lab check: {e}")
