@@ -10,6 +10,8 @@ import posixpath
 import re
 from collections import namedtuple
 
+from lab.shelllex import MAX_DEPTH, Tok, Unparseable, lex
+
 
 # kind: "write" | "bypass" | "unparseable"; target: write: the path token as written ("?" = unknown),
 # bypass: the flag/assignment, unparseable: the command; why: the construct, e.g. "`sed -i`".
@@ -22,7 +24,7 @@ def scan(command: str) -> list[Finding]:
     out: list[Finding] = []
     try:
         _scan_into(command, out, 0)
-    except Exception:  # _Unparseable, RecursionError, or a bug here: the hook must fail closed, never crash
+    except Exception:  # Unparseable, RecursionError, or a bug here: the hook must fail closed, never crash
         return [Finding("unparseable", command, "could not parse the command")]
     if any(f.kind == "write" and re.search(r"[$`]", f.target) for f in out):  # `F=eval.py; rm "$F"`
         out.append(Finding("write", "?", "a write target is computed by the shell"))
@@ -40,182 +42,31 @@ def _mentioned(command: str, words: list[str], seen: set[str], depth: int) -> No
     seen.add(command)  # nested substitutions repeat their text at every level: expand each text once
     words += re.split(r"""[\s'"`\\;&|()<>=,]+""", command)  # crude, so it also works on unparseable input
     try:
-        subs: list[list[_Tok]] = []
-        for tok in [t for toks in [_lex(command, 0, subs)[0], *subs] for t in toks if t.kind == "word"]:
+        subs: list[list[Tok]] = []
+        for tok in [t for toks in [lex(command, 0, subs)[0], *subs] for t in toks if t.kind == "word"]:
             words += [tok.text, *tok.text.split("=", 1)[1:]]
             for code in (tok.text, tok.body or ""):
-                if code not in seen and re.search(r"\s", code) and depth < _MAX_DEPTH:  # -c code, heredocs
+                if code not in seen and re.search(r"\s", code) and depth < MAX_DEPTH:  # -c code, heredocs
                     _mentioned(code, words, seen, depth + 1)
     except Exception:  # the crude split above still holds what it found
         pass
 
 
-# ---------------------------------------------------------------- lexer: words, operators, substitutions, heredocs
-
-class _Unparseable(Exception):
-    """Unbalanced quotes, substitutions or a redirection without a target."""
-
-
-class _Tok:
-    """kind: "word" | "op" | "redir"; text: a word's value without quotes, an operator (";" "&&" "|" "("), or a
-    redirection with its fd ("2>"); body: for a heredoc's delimiter word, the heredoc's text."""
-
-    __slots__ = ("kind", "text", "body")
-
-    def __init__(self, kind: str, text: str, body: str | None = None):
-        self.kind, self.text, self.body = kind, text, body
-
-
-_OPS = sorted("&& || ;; |& &>> &> <<< <<- << >> >| <> >& <& ; & | ( ) > <".split(), key=len, reverse=True)
-_BREAK = frozenset(" \t\n;&|()<>")
-_MAX_DEPTH = 8  # nested `bash -c "eval '…'"` levels; deeper is treated as unparseable (fail closed)
-
-
-def _lex(s: str, i: int, subs: list[list[_Tok]], close: bool = False) -> tuple[list[_Tok], int]:
-    """Tokens of `s` from `i`; with `close`, up to the `)` ending a `$(`. Command substitutions go to `subs`."""
-    toks: list[_Tok] = []
-    heredocs: list[tuple[_Tok, bool]] = []
-    depth, fd = 0, ""
-    while i < len(s):
-        c = s[i]
-        if c in " \t" or s.startswith("\\\n", i):
-            i += 1 if c != "\\" else 2
-        elif c == "\n":
-            toks.append(_Tok("op", ";"))
-            i += 1
-            for tok, strip in heredocs:  # heredoc bodies start on the line after their `<<`
-                i = _heredoc(s, i, tok, strip)
-            heredocs = []
-        elif c == "#":
-            i = s.find("\n", i) % (len(s) + 1)  # to the newline, or the end
-        elif c == ")" and close and depth == 0:
-            return toks, i + 1
-        elif c in "<>" and s.startswith("(", i + 1):  # process substitution: a pipe, never a file
-            j = _expansion(s, i + 1, subs)
-            toks.append(_Tok("word", s[i:j]))
-            i = j
-        elif c in _BREAK:
-            op = next(o for o in _OPS if s.startswith(o, i))
-            i += len(op)
-            if "<" in op or ">" in op:
-                toks.append(_Tok("redir", fd + op))
-                fd = ""
-            else:
-                depth += (op == "(") - (op == ")")
-                toks.append(_Tok("op", op))
-        else:
-            tok, j = _word(s, i, subs)
-            if s[i:j].isdigit() and s[j:j + 1] in ("<", ">"):  # `2>err.log`: a file descriptor, not a word
-                fd = s[i:j]
-            else:
-                if toks and toks[-1].kind == "redir" and toks[-1].text.lstrip("0123456789") in ("<<", "<<-"):
-                    heredocs.append((tok, toks[-1].text.endswith("-")))
-                toks.append(tok)
-            i = j
-    if close:
-        raise _Unparseable("unterminated $(")
-    return toks, i
-
-
-def _word(s: str, i: int, subs: list[list[_Tok]]) -> tuple[_Tok, int]:
-    out = []
-    while i < len(s) and s[i] not in _BREAK:
-        c = s[i]
-        if c == "\\":
-            out.append(s[i + 1:i + 2].replace("\n", ""))
-            i += 2
-        elif c == "'" or s.startswith("$'", i):
-            i += c == "$"
-            j = i + 1
-            while j < len(s) and s[j] != "'":
-                j += 2 if s[j] == "\\" and c == "$" else 1  # only $'…' knows backslash escapes
-            if j >= len(s):
-                raise _Unparseable("unbalanced '")
-            out.append(s[i + 1:j])
-            i = j + 1
-        elif c == '"':
-            text, i = _dquote(s, i + 1, subs)
-            out.append(text)
-        elif c == "`" or s.startswith(("$(", "${"), i):
-            j = _expansion(s, i + (c == "$"), subs)
-            out.append(s[i:j])
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    return _Tok("word", "".join(out)), i
-
-
-def _dquote(s: str, i: int, subs: list[list[_Tok]]) -> tuple[str, int]:
-    out = []
-    while i < len(s):
-        c = s[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\" and s[i + 1:i + 2] in ('"', "\\", "$", "`", "\n"):
-            out.append(s[i + 1].replace("\n", ""))
-            i += 2
-        elif c == "`" or s.startswith(("$(", "${"), i):
-            j = _expansion(s, i + (c == "$"), subs)
-            out.append(s[i:j])
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    raise _Unparseable('unbalanced "')
-
-
-def _expansion(s: str, i: int, subs: list[list[_Tok]]) -> int:
-    """End of the `(…)`, `{…}` or backtick expansion opening at `i`; command substitutions' tokens go to `subs`."""
-    if s[i] == "{":
-        depth = 0
-        for j in range(i, len(s)):
-            depth += {"{": 1, "}": -1}.get(s[j], 0)
-            if depth == 0:
-                return j + 1
-        raise _Unparseable("unbalanced ${")
-    if s[i] == "`":
-        j = i + 1
-        while j < len(s) and s[j] != "`":
-            j += 2 if s[j] == "\\" else 1
-        if j >= len(s):
-            raise _Unparseable("unbalanced `")
-        subs.append(_lex(re.sub(r"\\([`$\\])", r"\1", s[i + 1:j]), 0, subs)[0])
-        return j + 1
-    toks, j = _lex(s, i + 1, subs, close=True)
-    if not s.startswith("((", i):  # $((…)) is arithmetic: its `>` is a comparison
-        subs.append(toks)
-    return j
-
-
-def _heredoc(s: str, i: int, tok: _Tok, strip: bool) -> int:
-    """Store the heredoc starting at `i` in `tok.body`; return where the command text resumes."""
-    start = i
-    while i < len(s):
-        end = s.find("\n", i) % (len(s) + 1)
-        if (s[i:end].lstrip("\t") if strip else s[i:end]) == tok.text:
-            tok.body = s[start:i]
-            return end + 1
-        i = end + 1
-    tok.body = s[start:]  # bash reads to the end when the delimiter is missing
-    return len(s)
-
-
 # ---------------------------------------------------------------- analysis
 
 def _scan_into(command: str, out: list[Finding], depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise _Unparseable("nested too deep")
-    subs: list[list[_Tok]] = []
-    toks, _ = _lex(command, 0, subs)
+    if depth > MAX_DEPTH:
+        raise Unparseable("nested too deep")
+    subs: list[list[Tok]] = []
+    toks, _ = lex(command, 0, subs)
     for tokens in [toks, *subs]:
         words: list[str] = []
-        redirs: list[tuple[str, _Tok]] = []
+        redirs: list[tuple[str, Tok]] = []
         piped, want = False, None
-        for t in [*tokens, _Tok("op", ";")]:
+        for t in [*tokens, Tok("op", ";")]:
             if want is not None:
                 if t.kind != "word":
-                    raise _Unparseable("redirection without a target")
+                    raise Unparseable("redirection without a target")
                 redirs.append((want, t))
                 want = None
             elif t.kind == "redir":
@@ -232,7 +83,7 @@ def _scan_into(command: str, out: list[Finding], depth: int) -> None:
 _DEVICES = {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"}
 
 
-def _redirects(redirs: list[tuple[str, _Tok]], out: list[Finding]) -> str | None:
+def _redirects(redirs: list[tuple[str, Tok]], out: list[Finding]) -> str | None:
     """Report the files that redirections write; return the heredoc or here-string text fed to stdin, if any."""
     stdin = None
     for op, tok in redirs:
@@ -407,7 +258,7 @@ def _unwrap(name: str, args: list[str], out: list[Finding]) -> list[str]:
     if name == "env":
         ops = ops[ops[:1] == ["-"]:]
         if split := _value(opts, "-S", "--split-string"):
-            ops = [t.text for t in _lex(split, 0, [])[0] if t.kind == "word"] + ops
+            ops = [t.text for t in lex(split, 0, [])[0] if t.kind == "word"] + ops
     if name == "time" and (log := _value(opts, "-o", "--output")):
         out.append(Finding("write", log, "`time -o`"))
     return ops
@@ -655,7 +506,7 @@ def _code(code: str, lang: str, out: list[Finding], depth: int) -> None:
         nested: list[Finding] = []
         try:
             _scan_into(literal, nested, depth + 1)
-        except _Unparseable:
+        except Unparseable:
             continue
         found += [f for f in nested if f.kind != "unparseable"]
     out += found or [Finding("write", "?", f"{lang} {'runs a command' if shell else 'writes a file'}")]
