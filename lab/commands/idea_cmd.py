@@ -1,0 +1,154 @@
+"""`lab idea …`: write, list, show, critique and rate the idea files in the root checkout's 1_ideas/."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+import typer
+
+from lab import gitx, ideas
+
+app = typer.Typer(help="Ideas (1_ideas/): propose, critique, rate; the loop's first two steps.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"lab idea: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _root() -> Path:
+    """The root checkout: ideas live there even when the command runs in a worktree."""
+    try:
+        return gitx.root_checkout(Path.cwd())
+    except gitx.GitError as e:
+        _fail(str(e))
+
+
+@app.command()
+def new(
+    slug: str = typer.Argument(..., help="1-40 lowercase letters, digits and '-', e.g. wider-mlp."),
+    title: str = typer.Option("", "--title", help="One line, at most 100 characters."),
+) -> None:
+    """Create 1_ideas/{date}_{slug}.md from the template (status proposed) and print its path."""
+    try:
+        idea = ideas.new(_root(), slug, title)
+    except ValueError as e:  # IdeaError and SlugError
+        _fail(str(e))
+    typer.echo(idea.path)
+
+
+@app.command("list")
+def list_ideas() -> None:
+    """One line per idea: status, rating, slug, title; by status, then best rating first."""
+    try:
+        found = ideas.all_ideas(_root())
+    except ideas.IdeaError as e:
+        _fail(str(e))
+    if not found:
+        typer.echo("no ideas yet (`lab idea new SLUG --title …`)")
+        return
+    found.sort(key=lambda i: (ideas.STATUSES.index(i.status), i.rating is None, -(i.rating or 0), i.slug))
+    rows = [(i.status, "-" if i.rating is None else str(i.rating), i.slug, i.title) for i in found]
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+
+
+@app.command()
+def show(slug: str = typer.Argument(..., help="The idea's slug.")) -> None:
+    """Print the idea file."""
+    try:
+        idea = ideas.find(_root(), slug)
+        text = idea.path.read_text(encoding="utf-8")
+    except ideas.IdeaError as e:
+        _fail(str(e))
+    typer.echo(text, nl=False)
+
+
+def _run_critic(argv: list[str], prompt: str, cwd: Path, timeout_s: float) -> str:
+    """The critic's stdout; IdeaError when it is missing, fails, times out or prints nothing."""
+    name = argv[0]
+    try:
+        # Own session, so a timeout kills the critic's children too, not only the first process.
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    except FileNotFoundError:
+        raise ideas.IdeaError(f"critic command {name!r} not found: install it or give --with its full path") from None
+    except OSError as e:
+        raise ideas.IdeaError(f"critic command {name!r} cannot start ({e.strerror}): check --with") from None
+    try:
+        out, err = proc.communicate(prompt, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ideas.IdeaError(f"critic command {name!r} timed out after {timeout_s:g} s: nothing appended") from None
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["no stderr"])[-1]
+        raise ideas.IdeaError(f"critic command {name!r} exited with {proc.returncode} ({last}): nothing appended")
+    if not out.strip():
+        raise ideas.IdeaError(f"critic command {name!r} printed nothing: nothing appended")
+    return out
+
+
+@app.command()
+def critique(
+    slug: str = typer.Argument(..., help="The idea's slug."),
+    command: str = typer.Option("", "--with", help="Critic command, e.g. 'claude -p'; gets the prompt on stdin."),
+    timeout_s: float = typer.Option(600.0, "--timeout-s", help="Kill the critic command after this many seconds."),
+) -> None:
+    """Print the critic's prompt; with --with CMD, run CMD on it and append its answer under ## Critique."""
+    try:
+        root = _root()
+        idea = ideas.find(root, slug)
+        prompt = ideas.critique_prompt(idea)
+        if not command:
+            typer.echo(prompt, nl=False)
+            return
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:
+            raise ideas.IdeaError(f"--with {command!r} does not split into words ({e}): check its quotes") from None
+        if not argv:
+            raise ideas.IdeaError("--with is blank: pass a command, e.g. --with 'claude -p'")
+        # The idea file is read again after the critic ran, so edits made meanwhile are kept.
+        idea = ideas.append_critique(root, slug, _run_critic(argv, prompt, root, timeout_s))
+    except ideas.IdeaError as e:
+        _fail(str(e))
+    typer.echo(f"{idea.path}: critique appended, status {idea.status}; now `lab idea rate {slug} N` (1-5)")
+
+
+@app.command()
+def rate(
+    slug: str = typer.Argument(..., help="The idea's slug."),
+    rating: str = typer.Argument(..., help="1-5, after the critique (5 = run it first)."),
+) -> None:
+    """Set the idea's rating (1-5); it must have been critiqued."""
+    try:
+        # Parsed here rather than by typer so a bad value gets the same one-line error as the rest.
+        if not (rating.isascii() and rating.strip().isdigit()):
+            raise ideas.IdeaError(f"rating {rating!r} for '{slug}' is not an integer 1-5 (5 = run it first)")
+        idea = ideas.rate(_root(), slug, int(rating))
+    except ideas.IdeaError as e:
+        _fail(str(e))
+    typer.echo(f"{idea.slug}: rating {idea.rating}")
+
+
+@app.command("set-status")
+def set_status(
+    slug: str = typer.Argument(..., help="The idea's slug."),
+    status: str = typer.Argument(..., help=f"One of {', '.join(ideas.STATUSES)}."),
+) -> None:
+    """Set the idea's status (e.g. dropped, with one line why in the file)."""
+    try:
+        idea = ideas.set_status(_root(), slug, status)
+    except ideas.IdeaError as e:
+        _fail(str(e))
+    typer.echo(f"{idea.slug}: status {idea.status}")
+
+
+if __name__ == "__main__":
+    app()
