@@ -1,0 +1,44 @@
+"""`lab journal add`: a dated entry on top of the root checkout's RESEARCH_JOURNAL.md."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from lab import gitx, journal
+
+app = typer.Typer(help="The research journal (RESEARCH_JOURNAL.md), newest entry on top.", no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """The research journal (RESEARCH_JOURNAL.md), newest entry on top."""  # keeps `add` a subcommand
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"lab journal: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def add(
+    title: str = typer.Argument(..., help="One line, at most 120 characters."),
+    body: str | None = typer.Option(None, "--body", help="The entry's text; default: read from stdin. "
+                                    "Needs an **Observation:** and an **Inference:** line; cite runs by run_id."),
+) -> None:
+    """Add a dated entry at the top of the ROOT checkout's journal (also from a worktree)."""
+    if body is None:
+        if sys.stdin.isatty():
+            _fail(f"no body: pass --body TEXT or pipe it on stdin, written as {journal.FORMAT}")
+        body = sys.stdin.read()
+    try:
+        entry = journal.add(gitx.root_checkout(Path.cwd()), title, body)
+    except (gitx.GitError, journal.JournalError) as e:
+        _fail(str(e))
+    typer.echo(entry.splitlines()[0])
+
+
+if __name__ == "__main__":
+    app()

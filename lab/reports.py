@@ -1,0 +1,228 @@
+"""9_reports/{date}_{slug}.md: a report pre-filled from the idea and the ledger, for the agent to finish."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from lab import ideas, ledger, slugs
+
+FOLDER = "9_reports"
+TEMPLATE = "_TEMPLATE.md"
+BASELINE_SLUGS = ("main", "baseline")
+# program.md §1: two val_bpb values are comparable only when their rows share all of these.
+COMPARABLE = ("budget_s", "max_steps", "device", "eval_sha", "data_sha")
+TABLE_COLUMNS = ("run_id", "slug", "seed", "status", "val_bpb", "steps", "tokens")
+NOTE_CHARS = 100
+
+
+class ReportError(ValueError):
+    """A report that cannot be written; the message names the slug or file and the fix."""
+
+
+def existing(root: Path, slug: str) -> list[Path]:
+    """Reports already written for `slug` (any date)."""
+    pattern = re.compile(rf"\d{{4}}-\d{{2}}-\d{{2}}_{re.escape(slug)}\.md")
+    folder = Path(root) / FOLDER
+    return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name)) if folder.is_dir() else []
+
+
+def write(root: Path, slug: str, now: datetime | None = None,
+          warn: Callable[[str], None] | None = None) -> Path:
+    """Write 9_reports/{YYYY-MM-DD}_{slug}.md in the root checkout; return its path.
+
+    `warn` gets one line per ledger problem (default: stderr); they never stop the report.
+    """
+    root, warn = Path(root), warn or (lambda line: print(line, file=sys.stderr))
+    try:
+        slugs.check(slug)
+        idea = ideas.find(root, slug)
+        prediction = ideas.prediction(idea)
+    except (slugs.SlugError, ideas.IdeaError) as e:
+        raise ReportError(str(e)) from None
+    if done := existing(root, slug):
+        raise ReportError(f"{FOLDER}/{done[0].name} already reports '{slug}': edit it instead of writing another")
+    results = root / ledger.FILENAME
+    if not results.exists():
+        raise ReportError(f"{results} does not exist: restore it with `git checkout -- {ledger.FILENAME}` in {root}")
+    rows, problems = ledger.read(results)
+    for problem in problems:
+        warn(f"warning: {problem} (line left out of the report)")
+    runs = [r for r in rows if r["slug"] == slug]
+    if not runs:
+        raise ReportError(f"no runs of '{slug}' in results.tsv: run `just eval` in 5_worktrees/{slug} first")
+    template = root / FOLDER / TEMPLATE
+    if not template.is_file():
+        raise ReportError(f"{FOLDER}/{TEMPLATE} is missing: restore it from main "
+                          f"(`git checkout main -- {FOLDER}/{TEMPLATE}`)")
+    now = now or datetime.now()
+    path = root / FOLDER / f"{now:%Y-%m-%d}_{slug}.md"
+    text = render(template.read_text(encoding="utf-8"), idea, prediction, runs, baseline_rows(rows, runs), root, now)
+    _write_new(path, text)
+    if idea.status == "done":  # a report closes a finished experiment; other states are the agent's call
+        ideas.set_status(root, slug, "reported")
+    return path
+
+
+def baseline_rows(rows: list[dict[str, str]], runs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """ok rows of main/baseline comparable (program.md §1) with the slug's ok rows (all its rows if none is ok)."""
+    basis = [r for r in runs if r["status"] == "ok"] or runs
+    keys = {_key(r) for r in basis}
+    return [r for r in rows if r["slug"] in BASELINE_SLUGS and r["status"] == "ok" and _key(r) in keys]
+
+
+def _key(row: dict[str, str]) -> tuple:
+    # budget_s is a float in text: 300 and 300.0 are the same budget.
+    return tuple(float(row[c]) if c == "budget_s" else row[c] for c in COMPARABLE)
+
+
+def render(template: str, idea: ideas.Idea, prediction: str, runs: list[dict[str, str]],
+           base: list[dict[str, str]], root: Path, now: datetime) -> str:
+    """The report's text: the template with front matter, title, Setup, Results and Observed vs expected filled."""
+    front, body = _split_front(template)
+    try:
+        idea_path = idea.path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        idea_path = str(idea.path)
+    front = _fill_front(front, {"slug": idea.slug, "idea": idea_path, "branch": f"exp/{idea.slug}",
+                                "date": f"{now:%Y-%m-%d}"})
+    preamble, sections = _sections(body)
+    # The template's own comment is about copying the template; the report keeps only its title.
+    preamble = re.sub(r"<!--.*?-->\n?", "", preamble, flags=re.S)
+    preamble = re.sub(r"^# .*$", f"# {idea.slug}: {idea.title} — verdict: TODO", preamble, count=1, flags=re.M)
+    ok, ok_base = _bpb(runs), _bpb(base)
+    fills = {
+        "Setup": _setup(runs, base),
+        "Results": _results(sections.get("Results", ""), idea.slug, runs, base, ok, ok_base),
+        "Observed vs expected": _observed(prediction, idea.slug, ok, ok_base),
+    }
+    missing = [name for name in fills if name not in sections]
+    if missing:
+        raise ReportError(f"{FOLDER}/{TEMPLATE} has no '## {missing[0]}' section: restore it from main")
+    out = [front, preamble.lstrip("\n")]
+    for name, text in sections.items():
+        out.append(_with_fill(text, fills[name]) if name in fills else text)
+    return "".join(out)
+
+
+def _split_front(text: str) -> tuple[str, str]:
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip() != "---":
+        raise ReportError(f"{FOLDER}/{TEMPLATE} does not start with a `---` front matter: restore it from main")
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.rstrip() == "---"), None)
+    if end is None:
+        raise ReportError(f"{FOLDER}/{TEMPLATE}: the front matter is never closed: restore it from main")
+    return "".join(lines[:end + 1]), "".join(lines[end + 1:])
+
+
+def _fill_front(front: str, values: dict[str, str]) -> str:
+    def fill(m: re.Match) -> str:
+        return f"{m[1]}: {values[m[1]]}" if m[1] in values else m[0]
+    return re.sub(r"^([A-Za-z_][\w-]*):.*$", fill, front, flags=re.M)
+
+
+def _sections(body: str) -> tuple[str, dict[str, str]]:
+    """The text before the first '## ' heading, and each section's text (heading included) by name."""
+    parts = re.split(r"(?m)^(?=## )", body)
+    return parts[0], {p.splitlines()[0][3:].strip(): p for p in parts[1:]}
+
+
+def _with_fill(text: str, fill: str) -> str:
+    """The section's heading and comment (kept for the agent), then the generated text."""
+    heading, _, rest = text.partition("\n")
+    comment = f"{m[1]}\n\n" if (m := re.match(r"\s*(<!--.*?-->)", rest, re.S)) else "\n"
+    return f"{heading}\n{comment}{fill}\n\n"
+
+
+def _distinct(rows: list[dict[str, str]], column: str) -> str:
+    values = list(dict.fromkeys(r[column] for r in rows))
+    return ", ".join(v or "—" for v in values) or "—"
+
+
+def _setup(runs: list[dict[str, str]], base: list[dict[str, str]]) -> str:
+    commits = list(dict.fromkeys(r["commit"][:12] + (" (dirty)" if r["dirty"] == "1" else "") for r in runs))
+    lines = [
+        f"- commits: {', '.join(c or '—' for c in commits)}",
+        f"- budget_s: {_distinct(runs, 'budget_s')}; max_steps: {_distinct(runs, 'max_steps')}",
+        f"- seeds: {_distinct(runs, 'seed')}",
+        f"- devices: {_distinct(runs, 'device')}",
+        f"- eval_sha: {_distinct(runs, 'eval_sha')}; data_sha: {_distinct(runs, 'data_sha')}",
+        f"- train_sha: {_distinct(runs, 'train_sha')} "
+        f"(baseline: {_distinct(base, 'train_sha') if base else 'no comparable rows'})",
+        "- change: TODO (what changed in train.py, one or two sentences, and the diff size)",
+    ]
+    return "\n".join(lines)
+
+
+def _bpb(rows: list[dict[str, str]]) -> list[float]:
+    return [float(r["val_bpb"]) for r in rows if r["status"] == "ok"]
+
+
+def _cell(text: str) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= NOTE_CHARS else text[:NOTE_CHARS - 1] + "…"
+
+
+def _row(row: dict[str, str], note: str) -> str:
+    return "| " + " | ".join([*(_cell(row[c]) for c in TABLE_COLUMNS), _cell(note)]) + " |"
+
+
+def _summary(values: list[float]) -> str:
+    if not values:
+        return "no ok runs"
+    std = f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
+    return f"{statistics.mean(values):.4f} ± {std} (n={len(values)})"
+
+
+def _results(section: str, slug: str, runs: list[dict[str, str]], base: list[dict[str, str]],
+             ok: list[float], ok_base: list[float]) -> str:
+    table = [line for line in section.splitlines() if line.startswith("|")][:2]  # the template's header rows
+    if len(table) < 2:
+        raise ReportError(f"{FOLDER}/{TEMPLATE} has no table header in '## Results': restore it from main")
+    table += [_row(r, r["reason"] if r["status"] != "ok" else r["label"]) for r in runs]
+    table += [_row(r, "baseline" + (f": {r['label']}" if r["label"] else "")) for r in base]
+    lines = ["", f"- {slug}: val_bpb {_summary(ok)}", f"- baseline: val_bpb {_summary(ok_base)}",
+             f"- difference of means ({slug} − baseline): {_difference(ok, ok_base)}"]
+    return "\n".join(table + lines)
+
+
+def _difference(ok: list[float], ok_base: list[float]) -> str:
+    if not ok:
+        return "n/a (no ok runs)"
+    if not ok_base:
+        return "n/a (no comparable baseline rows: run the baseline seeds from the root checkout)"
+    return f"{statistics.mean(ok) - statistics.mean(ok_base):+.4f}"
+
+
+def _observed(prediction: str, slug: str, ok: list[float], ok_base: list[float]) -> str:
+    quoted = "\n".join(f"> {line}".rstrip() for line in prediction.strip().splitlines())
+    quoted = quoted or "> (the idea's Prediction section is empty)"
+    return (f"Predicted (idea file, word for word):\n\n{quoted}\n\n"
+            f"Observed: difference of means ({slug} − baseline) {_difference(ok, ok_base)}; "
+            f"{slug} {_summary(ok)}, baseline {_summary(ok_base)}.\n\n"
+            "Verdict: TODO (held / missed / wrong direction)")
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` with `text`, never over an existing file (temp file + link), fsynced."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
+        try:
+            os.link(tmp, path)  # unlike rename, link refuses to replace an existing file
+        except FileExistsError:
+            raise ReportError(f"{FOLDER}/{path.name} already exists: edit it instead of writing another") from None
+    finally:
+        os.unlink(tmp)
