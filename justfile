@@ -27,6 +27,51 @@ eval *ARGS: _ensure-python _setup
 prepare *ARGS: _ensure-python
     "{{ python }}" "{{ root }}/prepare.py" "$@"
 
+# ideas: new SLUG --title …, list, show, critique SLUG [--with CMD], rate SLUG N
+[group('loop')]
+idea *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli idea "$@"
+
+# create 5_worktrees/SLUG on exp/SLUG from main for a critiqued idea
+[group('loop')]
+start SLUG: _ensure-python _setup
+    "{{ python }}" -m lab.cli start "$@"
+
+# list the experiment worktrees (branch, commits ahead, dirty, ledger rows)
+[group('loop')]
+worktrees: _ensure-python
+    "{{ python }}" -m lab.cli worktrees
+
+# remove a worktree with no uncommitted work, keep its branch (--drop: the idea is dropped)
+[group('loop')]
+finish *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli finish "$@"
+
+# add a dated entry on top of the root RESEARCH_JOURNAL.md (body on stdin or --body)
+[group('loop')]
+journal *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli journal "$@"
+
+# write 9_reports/{date}_SLUG.md from the idea and the ledger
+[group('loop')]
+report SLUG: _ensure-python
+    "{{ python }}" -m lab.cli report "$@"
+
+# where the research stands (--json for machines)
+[group('loop')]
+status *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli status "$@"
+
+# the single next step of the loop
+[group('loop')]
+next *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli next "$@"
+
+# what to read at the start of every cycle (at most 4,000 characters)
+[group('loop')]
+digest: _ensure-python
+    "{{ python }}" -m lab.cli digest
+
 # point git at the root's .githooks (the guard's pre-commit layer); idempotent
 [group('guard')]
 setup:

@@ -2,14 +2,23 @@
 
 import typer
 
-from lab.commands import guard_cmd, ledger_cmd
+from lab.commands import guard_cmd, idea_cmd, journal_cmd, ledger_cmd, report_cmd, status_cmd, worktree_cmd
 
 app = typer.Typer(help="lab — the research workspace's tooling. See program.md for the loop.", no_args_is_help=True,
                   add_completion=False)
+app.add_typer(idea_cmd.app, name="idea")
+app.command("start")(worktree_cmd.start)
+app.command("worktrees")(worktree_cmd.worktrees)
+app.command("finish")(worktree_cmd.finish)
+app.add_typer(journal_cmd.app, name="journal")
+app.command("report")(report_cmd.report)
+app.command("status")(status_cmd.status)
+app.command("next")(status_cmd.next_)
+app.command("digest")(status_cmd.digest)
 app.add_typer(ledger_cmd.app, name="ledger")
-app.add_typer(guard_cmd.meta_app, name="meta")
 app.command("check")(guard_cmd.check)
 app.command("taxonomy")(guard_cmd.show_taxonomy)
+app.add_typer(guard_cmd.meta_app, name="meta")
 
 if __name__ == "__main__":
     app()

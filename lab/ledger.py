@@ -163,8 +163,22 @@ def append(row: dict[str, object], path: str | os.PathLike) -> None:
         os.close(fd)  # closing releases the flock
 
 
+_CELL = {  # one pattern per kind, for the whole-line fast path; must accept exactly what _check_value accepts
+    "id": _ID.pattern, "text": r"(?:[^\t\\]|\\[\\tnr])*", "hex": r"[0-9a-f]{7,64}", "bool": "[01]", "int": r"-?\d+",
+    "float": _FLOAT.pattern, "status": "|".join(STATUSES),
+    "time": r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ",
+}
+_LINE = re.compile("\t".join(f"(?:{_CELL[k.rstrip('?')]}){'?' if k.endswith('?') else ''}" for k in SCHEMA.values()))
+_STATUS_AT, _REASON_AT, _METRIC_AT, _TIME_AT = (COLUMNS.index(c) for c in ("status", "reason", "val_bpb", "time"))
+
+
 def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
     """A validated row, or the (field, message) problems of the line (without its newline)."""
+    if _LINE.fullmatch(line):  # fast path: 100k rows must read in about a second (lab status)
+        cells = line.split("\t")
+        ok = cells[_STATUS_AT] == "ok"
+        if (cells[_METRIC_AT] if ok else cells[_REASON_AT]) and cells[_TIME_AT][8:10] <= "28":
+            return {col: unescape(cell) if "\\" in cell else cell for col, cell in zip(COLUMNS, cells)}
     cells = line.split("\t")
     if len(cells) != len(COLUMNS):
         return [("", f"has {len(cells)} columns, expected {len(COLUMNS)}")]

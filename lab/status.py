@@ -1,0 +1,153 @@
+"""Where the research stands: ledger summary, ideas, worktrees, warnings, the next step and the digest.
+
+Pure Python over one ledger read (no polars): `lab status` must stay fast on 100k rows.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab import gitx, guard, ideas, ledger, meta, taxonomy, worktrees
+
+BASELINE_SLUGS = ("main", "baseline")
+DIGEST_LIMIT = 4000
+
+
+@dataclass
+class Summary:
+    meta: str
+    ideas: dict[str, int]
+    worktrees: list[dict]
+    runs: int
+    latest: list[dict]
+    baseline: dict | None  # {"mean", "std", "n", "eval_sha", "data_sha", "budget_s"}
+    best: dict | None  # {"slug", "run_id", "val_bpb", "delta"}
+    warnings: list[str] = field(default_factory=list)
+    next_step: str = ""
+
+
+def comparable(row: dict, ref: dict) -> bool:
+    return all(row[k] == ref[k] for k in ("eval_sha", "data_sha", "budget_s"))
+
+
+def baseline_of(rows: list[dict]) -> dict | None:
+    """The newest baseline setting (eval, data, budget) and the val_bpb of its ok rows."""
+    base = [r for r in rows if r["slug"] in BASELINE_SLUGS and r["status"] == "ok"]
+    if not base:
+        return None
+    ref = base[-1]
+    values = [float(r["val_bpb"]) for r in base if comparable(r, ref)]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values), "eval_sha": ref["eval_sha"], "data_sha": ref["data_sha"], "budget_s": ref["budget_s"]}
+
+
+def best_of(rows: list[dict], baseline: dict | None) -> dict | None:
+    """The lowest val_bpb of an ok experiment row comparable with the baseline (any, without one)."""
+    candidates = [r for r in rows if r["status"] == "ok" and r["slug"] not in BASELINE_SLUGS
+                  and (baseline is None or comparable(r, baseline))]
+    if not candidates:
+        return None
+    row = min(candidates, key=lambda r: float(r["val_bpb"]))
+    delta = float(row["val_bpb"]) - baseline["mean"] if baseline else None
+    return {"slug": row["slug"], "run_id": row["run_id"], "val_bpb": float(row["val_bpb"]), "delta": delta}
+
+
+def warnings_for(root: Path, problems: list[ledger.Problem]) -> list[str]:
+    warnings = [f"ledger: {p}" for p in problems[:5]] + ([f"ledger: {len(problems) - 5} more problem(s)"] if len(problems) > 5 else [])
+    if gitx.branch(root) == "main":
+        pending = [p for p in gitx.changed_paths(root) if taxonomy.is_global(p)]
+        if pending:
+            warnings.append(f"uncommitted global file(s) on main: {', '.join(pending)} (commit them from the root checkout)")
+    if not meta.status(root).on:
+        drift = gitx.drift(root, "HEAD", taxonomy.patterns_of("FROZEN"))
+        if drift:
+            warnings.append(f"frozen file(s) changed without META_MODE: {', '.join(drift[:5])} (evals will be invalid)")
+    return warnings
+
+
+def next_step(rows: list[dict], problems: list, all_ideas: list, trees: list, baseline: dict | None, warnings: list[str],
+              want_waiting: int = 30) -> str:
+    """The single next step of program.md's loop."""
+    if problems:
+        return f"FIX: {problems[0]} — write it at the top of RESEARCH_JOURNAL.md for the human; run no evals until it is fixed"
+    drift = [w for w in warnings if w.startswith("frozen")]
+    if drift:
+        return f"RESTORE: {drift[0]}; `git checkout main -- FILE`, or ask the human for META_MODE"
+    if baseline is None or baseline["n"] < 3:
+        have = 0 if baseline is None else baseline["n"]
+        return f"BASELINE: from the root checkout run `just eval --seed {have}` ({have} of 3 baseline seeds so far)"
+    runs = {}
+    for r in rows:
+        runs.setdefault(r["slug"], []).append(r)
+    by_slug = {i.slug: i for i in all_ideas}
+    for tree in trees:
+        ok = [r for r in runs.get(tree.slug, []) if r["status"] == "ok" and comparable(r, baseline)]
+        if len(ok) < 3:
+            seeds = sorted({int(r["seed"]) for r in ok})
+            seed = next(s for s in range(len(seeds) + 1) if s not in seeds)
+            return f"RUN: cd 5_worktrees/{tree.slug} && just smoke && just eval --seed {seed} ({len(ok)} of 3 seeds so far)"
+        if by_slug.get(tree.slug) and by_slug[tree.slug].status == "running":
+            return f"REPORT: `lab report {tree.slug}`, a journal entry (`lab journal add`), then `lab finish {tree.slug}`"
+    proposed = [i for i in all_ideas if i.status == "proposed"]
+    if proposed:
+        return f"CRITIQUE: `lab idea critique {proposed[0].slug} --with \"claude -p\"` (or the critic subagent), then `lab idea rate`"
+    waiting = sorted((i for i in all_ideas if i.status == "critiqued"), key=lambda i: -(i.rating or 0))
+    if len(waiting) < want_waiting:
+        return f"IDEATE: `lab idea new SLUG --title …` ({len(waiting)} of {want_waiting} critiqued ideas waiting)"
+    best = waiting[0]
+    return f"IMPLEMENT: `lab start {best.slug}` (rated {best.rating}: {best.title})"
+
+
+def summarize(root: Path, want_waiting: int = 30, latest: int = 5) -> Summary:
+    rows, problems = ledger.read(ledger.ledger_path(root))
+    all_ideas = ideas.all_ideas(root)
+    trees = worktrees.list_worktrees(root, ledger_rows=rows)
+    counts = {s: 0 for s in ideas.STATUSES}
+    for idea in all_ideas:
+        counts[idea.status] = counts.get(idea.status, 0) + 1
+    baseline = baseline_of(rows)
+    warnings = warnings_for(root, problems)
+    summary = Summary(meta=meta.status(root).reason, ideas=counts, worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
+                      runs=len(rows), latest=[_brief(r) for r in rows[-latest:]], baseline=baseline,
+                      best=best_of(rows, baseline), warnings=warnings)
+    summary.next_step = next_step(rows, problems, all_ideas, trees, baseline, warnings, want_waiting)
+    return summary
+
+
+def _brief(row: dict) -> dict:
+    return {k: row[k] for k in ("run_id", "slug", "status", "val_bpb", "seed", "reason")}
+
+
+def journal_titles(root: Path, k: int) -> list[str]:
+    _, entries = guard.parse_journal((root / "RESEARCH_JOURNAL.md").read_bytes())
+    return [e.heading.removeprefix("## ") for e in entries[:k]]
+
+
+def digest(root: Path, k: int = 8) -> str:
+    """What the agent reads at the start of a cycle, hard-capped at DIGEST_LIMIT characters."""
+    s = summarize(root, latest=k)
+    problem = (root / "0_docs" / "problem.md").read_text().split("## Task", 1)[-1].split("##", 1)[0]
+    parts = ["# Digest", "Problem: " + " ".join(problem.split())[:300],
+             f"Next: {s.next_step}", f"Meta: {s.meta}"]
+    if s.baseline:
+        b = s.baseline
+        parts.append(f"Baseline: val_bpb {b['mean']:.4f} ± {b['std']:.4f} (n={b['n']}, budget {b['budget_s']}s)")
+    if s.best:
+        delta = f" ({s.best['delta']:+.4f} vs baseline)" if s.best["delta"] is not None else ""
+        parts.append(f"Best: {s.best['slug']} {s.best['val_bpb']:.4f}{delta} run {s.best['run_id']}")
+    parts.append(f"Runs: {s.runs} in results.tsv; last {len(s.latest)}:")
+    parts += [f"- {r['run_id']} {r['slug']} seed {r['seed']} {r['status']} {r['val_bpb'] or r['reason'][:60]}" for r in s.latest]
+    parts.append("Journal (newest first):")
+    parts += [f"- {t[:100]}" for t in journal_titles(root, k)]
+    open_ideas = sorted((i for i in ideas.all_ideas(root) if i.status in ("proposed", "critiqued", "running")),
+                        key=lambda i: (-(i.rating or 0), i.slug))
+    parts.append(f"Open ideas ({len(open_ideas)}):")
+    parts += [f"- [{i.status} {i.rating or '-'}] {i.slug}: {i.title[:70]}" for i in open_ideas[:k]]
+    parts += [f"Warning: {w[:150]}" for w in s.warnings[:3]]
+    text = "\n".join(line[:200] for line in parts) + "\n"
+    if len(text) > DIGEST_LIMIT:
+        cut = "\n… (digest truncated at 4000 characters)\n"
+        text = text[: DIGEST_LIMIT - len(cut)].rsplit("\n", 1)[0] + cut
+    return text

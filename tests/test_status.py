@@ -1,0 +1,89 @@
+"""`lab status`, `lab next`, `lab digest` on constructed workspaces: counts, baseline, best, warnings, the cap.
+
+Real temp git workspaces; rows written with lab.ledger, journal entries as text. ~15 s.
+Run: `just test tests/test_status.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import git, make_workspace, run_env
+from lab import ideas, ledger, status
+
+ROW = {"run_id": "r", "time": "2026-11-23T09:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,
+       "status": "ok", "reason": "", "val_bpb": 2.50, "wall_s": 10.0, "seed": 0, "budget_s": 300.0, "device": "cuda",
+       "host": "h", "eval_sha": "aaaaaaaaaaaaaaaa", "data_sha": "bbbbbbbbbbbbbbbb"}
+
+
+def lab(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=ws, capture_output=True, text=True, env=run_env())
+
+
+def add_rows(ws: Path, rows: list[dict]) -> None:
+    with open(ws / "results.tsv", "a") as f:
+        f.write("".join(ledger.format_row({**ROW, **r}) for r in rows))
+
+
+def test_empty_workspace_says_baseline_first(workspace):
+    s = status.summarize(workspace)
+    assert s.runs == 0 and s.baseline is None and s.best is None
+    assert s.next_step.startswith("BASELINE: from the root checkout run `just eval --seed 0`")
+    assert lab(workspace, "next").stdout.startswith("BASELINE")
+
+
+def test_baseline_best_and_next_steps(workspace):
+    add_rows(workspace, [{"run_id": f"b{i}", "seed": i, "val_bpb": v} for i, v in enumerate([2.50, 2.52, 2.48])])
+    add_rows(workspace, [{"run_id": "x1", "slug": "wider", "val_bpb": 2.40},
+                         {"run_id": "x2", "slug": "other", "val_bpb": 2.30, "budget_s": 60.0},  # not comparable
+                         {"run_id": "x3", "slug": "wider", "status": "crash", "reason": "boom", "val_bpb": ""}])
+    s = status.summarize(workspace)
+    assert s.baseline["n"] == 3 and abs(s.baseline["mean"] - 2.50) < 1e-9
+    assert s.best["run_id"] == "x1" and abs(s.best["delta"] + 0.10) < 1e-9
+    assert s.next_step.startswith("IDEATE")
+    ideas.new(workspace, "lower-lr", "Halve the learning rate")
+    assert status.summarize(workspace).next_step.startswith("CRITIQUE: `lab idea critique lower-lr")
+    ideas.append_critique(workspace, "lower-lr", "Strongest objection: none.\nVerdict: run")
+    ideas.rate(workspace, "lower-lr", 4)
+    assert status.summarize(workspace, want_waiting=1).next_step == "IMPLEMENT: `lab start lower-lr` (rated 4: Halve the learning rate)"
+    out = json.loads(lab(workspace, "status", "--json").stdout)
+    assert out["runs"] == 6 and out["ideas"]["critiqued"] == 1 and out["best"]["slug"] == "wider"
+
+
+def test_status_warns_about_torn_lines_pending_globals_and_drift(workspace):
+    add_rows(workspace, [{"run_id": "b0"}])
+    with open(workspace / "results.tsv", "a") as f:
+        f.write("torn-fragment\tno newline")
+    (workspace / "eval.py").write_text((workspace / "eval.py").read_text() + "\n# drift\n")
+    warnings = status.summarize(workspace).warnings
+    assert any("torn last line" in w for w in warnings)
+    assert any("uncommitted global file(s) on main: results.tsv" in w for w in warnings)
+    assert any("frozen file(s) changed without META_MODE: eval.py" in w for w in warnings)
+    assert status.summarize(workspace).next_step.startswith("FIX: ")
+
+
+@pytest.mark.parametrize("n", [10, 5000])
+def test_digest_stays_under_4000_characters(workspace, n):
+    add_rows(workspace, [{"run_id": f"b{i}", "seed": i % 3, "reason": "x" * 300 if i % 7 == 0 else "",
+                          "status": "crash" if i % 7 == 0 else "ok", "val_bpb": "" if i % 7 == 0 else 2.5 + i / 1e5,
+                          "slug": "main" if i % 2 else f"idea-{i % 40}"} for i in range(n)])
+    journal = workspace / "RESEARCH_JOURNAL.md"
+    head, _, rest = journal.read_text().partition("## 2026")
+    entries = "".join(f"## 2026-11-23 {i // 60 % 24:02d}:{i % 60:02d} — entry {i} " + "t" * 150 + "\n**Observation:** o\n**Inference:** i\n\n"
+                      for i in range(n))
+    journal.write_text(head + entries + "## 2026" + rest)
+    template = (workspace / "1_ideas" / "_TEMPLATE.md").read_text()
+    for i in range(min(n, 60)):  # written directly: near-duplicate checks are not what this test is about
+        (workspace / "1_ideas" / f"2026-11-23_idea-{i}.md").write_text(
+            template.replace("status: proposed", f"status: {('proposed', 'critiqued')[i % 2]}")
+            .replace("created:", "created: 2026-11-23 09:00", 1).replace("slug:", f"slug: idea-{i}", 1)
+            .replace("title:", f"title: idea {i} " + "with a long title " * 10, 1))
+    text = lab(workspace, "digest").stdout
+    assert len(text) <= status.DIGEST_LIMIT
+    assert text.startswith("# Digest") and "Next: " in text and "Baseline: val_bpb" in text
+    assert f"Runs: {n} in results.tsv" in text
