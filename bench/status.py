@@ -56,7 +56,9 @@ def median_time(cmd: list[str], cwd: Path, n: int = 3) -> float:
 
 
 def main() -> None:
+    keep = os.environ.get("LAB_BENCH_KEEP")  # a directory to build in and keep, for profiling
     with tempfile.TemporaryDirectory(prefix="lab-status-bench-") as tmp:
+        tmp = keep or tmp
         ws = Path(tmp) / "ws"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
         (ws / ".venv").symlink_to(ROOT / ".venv")

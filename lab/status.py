@@ -45,11 +45,14 @@ def baseline_of(rows: list[dict]) -> dict | None:
 
 def best_of(rows: list[dict], baseline: dict | None) -> dict | None:
     """The lowest val_bpb of an ok experiment row comparable with the baseline (any, without one)."""
-    candidates = [r for r in rows if r["status"] == "ok" and r["slug"] not in BASELINE_SLUGS
-                  and (baseline is None or comparable(r, baseline))]
-    if not candidates:
+    best, row = float("inf"), None
+    for r in rows:  # one pass, no intermediate lists: lab status runs this over 100k rows
+        if r["status"] == "ok" and r["slug"] not in BASELINE_SLUGS and (baseline is None or comparable(r, baseline)):
+            value = float(r["val_bpb"])
+            if value < best:
+                best, row = value, r
+    if row is None:
         return None
-    row = min(candidates, key=lambda r: float(r["val_bpb"]))
     delta = float(row["val_bpb"]) - baseline["mean"] if baseline else None
     return {"slug": row["slug"], "run_id": row["run_id"], "val_bpb": float(row["val_bpb"]), "delta": delta}
 

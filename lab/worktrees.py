@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,8 @@ def list_worktrees(root: Path, ledger_rows: list[dict] | None = None) -> list[Wo
     root = Path(root)
     rows = Counter(r["slug"] for r in ledger_rows) if ledger_rows is not None else _rows_by_slug(root)
     found = _registered(root)
-    return [_describe(root, path, found[path], rows) for path in sorted(found)]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # two git calls per worktree, run side by side
+        return list(pool.map(lambda path: _describe(root, path, found[path], rows), sorted(found)))
 
 
 def finish(root: Path, slug: str, drop: bool = False) -> Worktree:

@@ -55,7 +55,7 @@ def snapshot(ws: Path) -> dict[str, bytes]:
     """Every file of the workspace (but git's, the venv link and bytecode) and its bytes."""
     files = {}
     for dirpath, dirnames, filenames in os.walk(ws):
-        dirnames[:] = [d for d in dirnames if d not in (".git", ".venv", "__pycache__")]
+        dirnames[:] = [d for d in dirnames if d not in (".git", ".venv", ".cache", "__pycache__")]
         for name in filenames:
             path = Path(dirpath, name)
             files[str(path.relative_to(ws))] = path.read_bytes()

@@ -79,9 +79,9 @@ def refused(proc: subprocess.CompletedProcess) -> str:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under root outside .git and .venv, for "nothing written" checks."""
+    """Every file under root outside .git, .venv and .cache (caches), for "nothing written" checks."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not {".git", ".venv", "__pycache__"} & set(p.relative_to(root).parts)}
+            if p.is_file() and not {".git", ".venv", ".cache", "__pycache__"} & set(p.relative_to(root).parts)}
 
 
 def new_idea(root: Path, slug: str = "wider", status: str = "done",

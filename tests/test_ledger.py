@@ -589,3 +589,16 @@ def test_append_to_wrong_header_raises_and_leaves_file_unchanged(tmp_path, conte
     with pytest.raises(ledger.LedgerError, match=r"results\.tsv:1: header differs"):
         ledger.append(make_row(), path)
     assert path.read_bytes() == content
+
+
+def test_validated_prefix_cache_never_hides_an_edited_row(tmp_path):
+    """read() skips re-validating rows it has seen, but only while those bytes are unchanged."""
+    path = new_ledger(tmp_path, make_row(run_id="r1"), make_row(run_id="r2"))
+    assert ledger.read(path) == ([as_text(make_row(run_id="r1")), as_text(make_row(run_id="r2"))], [])
+    assert (tmp_path / ".cache" / "ledger-validated.json").exists()
+    ledger.append(make_row(run_id="r3"), path)
+    assert [r["run_id"] for r in ledger.read(path)[0]] == ["r1", "r2", "r3"]
+    path.write_bytes(path.read_bytes().replace(b"\tok\t", b"\tbogus\t", 1))  # edit the first row in place
+    rows, problems = ledger.read(path)
+    assert [r["run_id"] for r in rows] == ["r2", "r3"]
+    assert [(p.line, p.field) for p in problems] == [(2, "status")]
