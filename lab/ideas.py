@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lab import slugs
+from lab import files, slugs
 
 STATUSES = ("proposed", "critiqued", "running", "done", "reported", "dropped")
 KEYS = ("status", "rating", "created", "slug", "title")
@@ -127,38 +125,14 @@ def find(root: Path, slug: str) -> Idea:
 
 
 def _write_new(path: Path, text: str) -> None:
-    """Create `path` with `text` or fail; a temp file + link means no half-written or overwritten file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".idea-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an idea file is an ordinary file
-        try:
-            os.link(tmp, path)  # unlike rename, link refuses to replace an existing file
-        except FileExistsError:
-            raise IdeaError(f"{_rel(path)} already exists: choose another slug") from None
-    finally:
-        os.unlink(tmp)
+        files.write_new(path, text.encode())
+    except FileExistsError:
+        raise IdeaError(f"{_rel(path)} already exists: choose another slug") from None
 
 
 def _replace(path: Path, text: str) -> None:
-    """Replace `path` with `text` atomically, keeping its mode."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".idea-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.replace(path, text.encode())
 
 
 def _set_fields(path: Path, text: str, changes: dict[str, str]) -> str:

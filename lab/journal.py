@@ -5,11 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from lab import guard, ledger
+from lab import files, guard, ledger
 
 FILENAME = "RESEARCH_JOURNAL.md"
 MAX_TITLE = 120
@@ -97,7 +96,7 @@ def add(root: Path, title: str, body: str, now: datetime | None = None) -> str:
             entry, new = _insert(old, path, title, body, when)
             if problem := guard.journal_problem(old, new):
                 raise JournalError(f"{path}: the new text would break the journal rule: {problem}")
-            _replace(path, new)
+            files.replace(path, new)
             return entry
 
 
@@ -121,27 +120,3 @@ def _insert(old: bytes, path: Path, title: str, body: str, when: datetime) -> tu
     entry = f"## {when:%Y-%m-%d %H:%M} — {title}\n\n{body}\n"
     gap = b"\n" if entries else b""  # a blank line between the new entry and the next one
     return entry, preamble + entry.encode() + gap + old[len(preamble):]
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, fsync, and rename it over `path` (then fsync the dir)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, os.stat(path).st_mode & 0o7777)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import ideas, ledger, slugs
+from lab import files, ideas, ledger, slugs
 
 FOLDER = "9_reports"
 TEMPLATE = "_TEMPLATE.md"
@@ -210,19 +208,7 @@ def _observed(prediction: str, slug: str, ok: list[float], ok_base: list[float])
 
 
 def _write_new(path: Path, text: str) -> None:
-    """Create `path` with `text`, never over an existing file (temp file + link), fsynced."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
-        try:
-            os.link(tmp, path)  # unlike rename, link refuses to replace an existing file
-        except FileExistsError:
-            raise ReportError(f"{FOLDER}/{path.name} already exists: edit it instead of writing another") from None
-    finally:
-        os.unlink(tmp)
+        files.write_new(path, text.encode())
+    except FileExistsError:
+        raise ReportError(f"{FOLDER}/{path.name} already exists: edit it instead of writing another") from None

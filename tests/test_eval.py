@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, run_env, tiny_train
+from conftest import git, run_env, tiny_train
 from lab import ledger
 
 pytestmark = pytest.mark.slow
@@ -60,6 +60,7 @@ def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, 
     assert first.returncode == 0, first.stderr[-2000:]
     second = run_eval(workspace, corpus, "--max-steps", "5", "--seed", "1")
     other = run_eval(workspace, corpus, "--max-steps", "5", "--seed", "2")
+    assert second.returncode == 0 and other.returncode == 0
     rows = new_rows(workspace, before)
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
     assert rows[0]["val_bpb"] == rows[1]["val_bpb"], "same seed and step budget must give the same metric"

@@ -10,7 +10,6 @@ Cost: ~40 s for the attempts, ~60 s for the normal loop (two small CPU evals). R
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timedelta
