@@ -313,14 +313,16 @@ def test_the_normal_loop_raises_no_alarm(ws, corpus):
 
 
 def test_merging_a_branch_that_broke_the_rules_is_refused(ws):
-    branch = WT(ws)
+    git("worktree", "add", "-q", "5_worktrees/sneaky", "-b", "exp/sneaky", "main", cwd=ws)  # from main as it is now
+    branch = ws / "5_worktrees" / "sneaky"
     ledger.append({**ROW, "run_id": "r-sneaky"}, branch / "results.tsv")
     git("commit", "-qam", "rows on a branch", "--no-verify", cwd=branch)
     try:
-        proc = subprocess.run(["git", "merge", "--no-ff", "-m", "merge exp1", "exp/exp1"], cwd=ws, capture_output=True,
+        proc = subprocess.run(["git", "merge", "--no-ff", "-m", "merge sneaky", "exp/sneaky"], cwd=ws, capture_output=True,
                               text=True, env=run_env())
         assert proc.returncode != 0, "the merge went through"
         assert "rows on a branch: [global-off-main] results.tsv is GLOBAL" in proc.stderr
     finally:
         subprocess.run(["git", "merge", "--abort"], cwd=ws, capture_output=True)
-        git("reset", "-q", "--hard", "HEAD~1", cwd=branch)
+        git("worktree", "remove", "--force", str(branch), cwd=ws)
+        git("branch", "-q", "-D", "exp/sneaky", cwd=ws)
