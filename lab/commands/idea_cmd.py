@@ -10,22 +10,19 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas
+from lab import ideas
+from lab.commands.common import fail, root
 
 app = typer.Typer(help="Ideas (1_ideas/): propose, critique, rate; the loop's first two steps.", no_args_is_help=True)
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"lab idea: {message}", err=True)
-    raise typer.Exit(1)
+    fail(f"lab idea: {message}")
 
 
 def _root() -> Path:
     """The root checkout: ideas live there even when the command runs in a worktree."""
-    try:
-        return gitx.root_checkout(Path.cwd())
-    except gitx.GitError as e:
-        _fail(str(e))
+    return root("lab idea")
 
 
 @app.command()

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, status as core
+from lab import status as core
+from lab.commands.common import root
 
 
 def _root() -> Path:
-    try:
-        return gitx.root_checkout(Path.cwd())
-    except gitx.GitError as e:
-        typer.echo(f"lab: {e}", err=True)
-        raise typer.Exit(2)
+    return root("lab")
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:

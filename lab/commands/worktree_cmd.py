@@ -9,21 +9,17 @@ import typer
 
 from lab import gitx, ideas
 from lab import worktrees as wt  # as wt: `worktrees` names the command below
+from lab.commands.common import fail, root
 
 app = typer.Typer(help="Experiment worktrees: start, list, finish.", no_args_is_help=True, add_completion=False)
 
 
 def _fail(message: str) -> None:
-    typer.echo(" ".join(message.split()), err=True)  # one line, also for git's multi-line stderr
-    raise typer.Exit(1)
+    fail(message)
 
 
 def _root() -> Path:
-    """The root checkout, also when called from inside a worktree."""
-    try:
-        return gitx.root_checkout(Path.cwd())
-    except gitx.GitError as e:
-        _fail(str(e))
+    return root("lab")
 
 
 def _rel(root: Path, path: Path) -> str:
