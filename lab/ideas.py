@@ -152,17 +152,10 @@ def _norm_title(title: str) -> str:
 
 
 def _check_title(title: str) -> str:
-    title = title.strip()
-    if not title:
-        raise IdeaError("the title is empty: pass a one-line title, e.g. --title 'Wider MLP (4x -> 6x)'")
-    if len(title.splitlines()) > 1:
-        raise IdeaError(f"the title {title!r} has more than one line: pass a one-line title")
-    if len(title) > MAX_TITLE:
-        raise IdeaError(f"the title is {len(title)} characters: shorten it to at most {MAX_TITLE} "
-                        "(details go in the Hypothesis section)")
-    if not title.isprintable():
-        raise IdeaError(f"the title {title!r} holds control characters: use plain text")
-    return title
+    try:
+        return slugs.check_title(title, MAX_TITLE, "Wider MLP (4x -> 6x)", "details go in the Hypothesis section")
+    except slugs.TitleError as e:
+        raise IdeaError(str(e)) from None
 
 
 def _similar(a: str, b: str) -> bool:

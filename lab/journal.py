@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, guard, ledger
+from lab import files, guard, ledger, slugs
 
 FILENAME = "RESEARCH_JOURNAL.md"
 MAX_TITLE = 120
@@ -32,18 +32,11 @@ def citations(body: str) -> list[str]:
 
 
 def check_title(title: str) -> str:
-    """The stripped title, or JournalError if it is empty, multi-line or too long."""
-    if "\n" in title or "\r" in title:
-        raise JournalError(f"the title {title!r} spans several lines: give a one-line title")
-    title = title.strip()
-    if not title:
-        raise JournalError("the title is empty: give a one-line title, e.g. 'warmup-100: no improvement at 3 seeds'")
-    if len(title) > MAX_TITLE:
-        raise JournalError(f"the title is {len(title)} characters, over {MAX_TITLE}: shorten it and put the rest "
-                           "in the body")
-    if not title.isprintable():
-        raise JournalError(f"the title {title!r} holds control characters: use plain text")
-    return title
+    """The stripped title, or JournalError if it is empty, multi-line, too long or holds control characters."""
+    try:
+        return slugs.check_title(title, MAX_TITLE, "warmup-100: no improvement at 3 seeds", "put the rest in the body")
+    except slugs.TitleError as e:
+        raise JournalError(str(e)) from None
 
 
 def check_body(body: str, root: Path) -> str:
