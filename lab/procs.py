@@ -7,18 +7,28 @@ import signal
 import subprocess
 
 
-def _children() -> dict[int, list[int]]:
-    """ppid -> child pids, from one `ps` snapshot (works on Linux and macOS)."""
+def _parent_of_all() -> dict[int, int]:
+    """pid -> ppid for every process: from /proc on Linux (no procps needed), else from `ps` (macOS)."""
+    if os.path.isdir("/proc/self"):
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        # the command name may hold spaces and parentheses: the fields after the last ')' are fixed
+                        parents[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue  # the process ended while we looked
+        return parents
     out = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
-    tree: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        pid, ppid = (int(x) for x in line.split())
-        tree.setdefault(ppid, []).append(pid)
-    return tree
+    return {int(pid): int(ppid) for pid, ppid in (line.split() for line in out.splitlines())}
 
 
 def descendants(pid: int) -> list[int]:
-    tree, found, todo = _children(), [], [pid]
+    tree: dict[int, list[int]] = {}
+    for child, parent in _parent_of_all().items():
+        tree.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
     while todo:
         for child in tree.get(todo.pop(), []):
             found.append(child)
@@ -27,7 +37,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL `pid` and all its descendants (compile workers, data loaders), children first seen first."""
+    """SIGKILL `pid` and all its descendants (compile workers, data loaders)."""
     for _ in range(2):  # a second pass catches processes forked while the first was killing
         for target in [pid, *descendants(pid)]:
             try:
