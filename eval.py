@@ -15,7 +15,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import gitx, ledger, meta, procs, taxonomy
+from lab import gitx, jobs, ledger, meta, procs, taxonomy
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, EVAL_BATCH, VAL_BYTES = 512, 16, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -186,13 +185,17 @@ def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> 
     return total / count / math.log(2), params
 
 
-def new_run_id() -> str:
+def new_run_id(results: Path) -> str:
+    """LAB_RUN_ID (set by `lab queue`) if given and not in the ledger yet, else a fresh id."""
     given = os.environ.get("LAB_RUN_ID", "")
-    if given:
-        if not ledger._ID.fullmatch(given):
-            die(f"LAB_RUN_ID={given!r} is not an identifier (letters, digits, '.', '_', '-')")
-        return given
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    if not given:
+        return jobs.new_run_id()
+    if not ledger._ID.fullmatch(given):
+        die(f"LAB_RUN_ID={given!r} is not an identifier (letters, digits, '.', '_', '-')")
+    if results.is_file() and any(r["run_id"] == given for r in ledger.read(results)[0]):
+        die(f"run {given} already has a row in {results}: a restarted pueue task reuses its run id; "
+            "queue the run again with `lab queue` instead of `pueue restart`")
+    return given
 
 
 def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str) -> dict:
@@ -255,6 +258,8 @@ def main() -> None:
     logger.add(sys.stderr, format="{time:HH:mm:ss} eval  | {message}")
     args = tyro.cli(Args)
     started = time.time()
+    if (gpu := jobs.pin_gpu(os.environ)) is not None:  # before torch touches CUDA
+        logger.info(f"pueue slot {gpu}: CUDA_VISIBLE_DEVICES={gpu}")
     try:
         work = gitx.toplevel(args.workdir)
         root = gitx.root_checkout(work)
@@ -262,17 +267,20 @@ def main() -> None:
     except gitx.GitError as e:
         die(str(e))
     device = resolve_device(args.device)
-    budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else 300.0 if device.startswith("cuda") else 60.0)
+    budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.DEFAULT_BUDGET_S[device.split(":")[0]])
+    results = ledger.ledger_path(root)
+    run_id = new_run_id(results)
+    job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None
     row: dict = {
-        "run_id": new_run_id(), "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "run_id": run_id, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "slug": branch.removeprefix("exp/") if branch != "HEAD" else "detached", "branch": branch,
         "commit": gitx.head_commit(work), "dirty": any(not taxonomy.is_global(p) for p in gitx.changed_paths(work)),
-        "label": os.environ.get("LAB_LABEL", ""), "seed": args.seed, "budget_s": budget, "max_steps": args.max_steps,
+        "label": os.environ.get("LAB_LABEL", ""), "pueue_task": (job or {}).get("task"),
+        "predicted_delta": (job or {}).get("predicted_delta"), "seed": args.seed, "budget_s": budget, "max_steps": args.max_steps,
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "host": platform.node(), "eval_sha": sha(ROOT / "eval.py"), "prepare_sha": sha(ROOT / "prepare.py"),
         "train_sha": sha(work / "train.py"),
     }
-    results = ledger.ledger_path(root)
     if not args.smoke:  # fail before training, not after, if the row could not be written
         try:
             ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})
@@ -300,6 +308,9 @@ def main() -> None:
     if args.smoke:
         shutil.rmtree(out_dir, ignore_errors=True)
         note = "not written (smoke)"
+        if row["status"] == "ok" and row["commit"] and not jobs.unclean(work):
+            jobs.record_smoke(root, row["commit"], row["eval_sha"], row["train_sha"], row["wall_s"])
+            note += f"; smoke pass recorded for commit {row['commit'][:12]} (`lab queue` needs it)"
     else:
         ledger.append(row, results)
         note = f"row appended to {results}"

@@ -48,9 +48,9 @@ def head_commit(cwd: Path | str = ".") -> str:
         return ""
 
 
-def changed_paths(cwd: Path | str = ".") -> list[str]:
-    """Tracked paths that differ from HEAD (staged or not); untracked files are ignored."""
-    out = git("status", "--porcelain=v1", "-z", "--untracked-files=no", cwd=cwd)
+def changed_paths(cwd: Path | str = ".", untracked: bool = False) -> list[str]:
+    """Tracked paths that differ from HEAD (staged or not), and untracked files not ignored if `untracked`."""
+    out = git("status", "--porcelain=v1", "-z", f"--untracked-files={'all' if untracked else 'no'}", cwd=cwd)
     entries = [e for e in out.split("\0") if e]
     paths, skip = [], False
     for entry in entries:

@@ -142,7 +142,29 @@ def append(row: dict[str, object], path: str | os.PathLike) -> None:
     A line left unterminated by a writer that died mid-append is closed off first with TORN_MARK,
     so it stays a single bad line that readers report instead of merging with this row.
     """
-    line = format_row(row).encode()
+    _locked_append(path, lambda _fd, _size: [format_row(row)])
+
+
+def append_new(rows: list[dict[str, object]], path: str | os.PathLike) -> list[dict[str, object]]:
+    """Append the rows whose run_id is not in the file yet, under the same lock as the check; returns them."""
+    lines = [format_row(row) for row in rows]  # validate all before touching the file
+    added: list[dict[str, object]] = []
+
+    def missing(fd: int, size: int) -> list[str]:
+        data = os.pread(fd, size, 0).decode("utf-8", "replace")
+        seen = {line.split("\t", 1)[0] for line in data.splitlines()[1:]}
+        for row, line in zip(rows, lines):
+            if str(row["run_id"]) not in seen:
+                seen.add(str(row["run_id"]))
+                added.append(row)
+                yield line
+
+    _locked_append(path, lambda fd, size: list(missing(fd, size)))
+    return added
+
+
+def _locked_append(path: str | os.PathLike, lines_for) -> None:
+    """Under an exclusive lock, write `lines_for(fd, size)` (escaped lines) as one write, then fsync."""
     if not os.path.exists(path):
         raise LedgerError(f"{path} does not exist: restore it with `git checkout -- {FILENAME}` in "
                           f"{os.path.dirname(os.path.abspath(path))}")
@@ -153,9 +175,12 @@ def append(row: dict[str, object], path: str | os.PathLike) -> None:
         header = os.pread(fd, len(HEADER.encode()), 0)
         if header != HEADER.encode():
             raise LedgerError(f"{path}:1: header differs from the schema; expected columns: {', '.join(COLUMNS)}")
+        data = "".join(lines_for(fd, size)).encode()
+        if not data:
+            return
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = (TORN_MARK + "\n").encode() + line
-        view = memoryview(line)
+            data = (TORN_MARK + "\n").encode() + data
+        view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
