@@ -72,9 +72,23 @@ next *ARGS: _ensure-python
 digest: _ensure-python
     "{{ python }}" -m lab.cli digest
 
-# point git at the root's .githooks (the guard's pre-commit layer); idempotent
-[group('guard')]
-setup:
+# queue labelled GPU jobs: SLUG --q QUESTION --h EXPECTED [--seeds K] [-- EVAL-ARGS]; `queue status`
+[group('queue')]
+queue *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli queue "$@"
+
+# block until queued jobs finish (default: all unfinished), one line each
+[group('queue')]
+wait *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli wait "$@"
+
+# git hooks (the guard's pre-commit layer) and pueue's `lab` group, one slot per GPU; idempotent
+[group('queue')]
+setup *ARGS: _ensure-python _setup
+    "{{ python }}" -m lab.cli setup "$@"
+
+[private]
+_hooks:
     #!/usr/bin/env bash
     set -euo pipefail
     want="{{ root }}/.githooks"
@@ -100,7 +114,7 @@ lab *ARGS: _ensure-python
 
 [private]
 _setup:
-    @"{{ just_executable() }}" --justfile "{{ justfile() }}" setup
+    @"{{ just_executable() }}" --justfile "{{ justfile() }}" _hooks
 
 [private]
 _ensure-python:

@@ -2,7 +2,8 @@
 
 import typer
 
-from lab.commands import guard_cmd, idea_cmd, journal_cmd, ledger_cmd, report_cmd, status_cmd, worktree_cmd
+from lab.commands import (guard_cmd, idea_cmd, journal_cmd, ledger_cmd, queue_cmd, report_cmd, status_cmd,
+                          worktree_cmd)
 
 app = typer.Typer(help="lab — the research workspace's tooling. See program.md for the loop.", no_args_is_help=True,
                   add_completion=False)
@@ -12,6 +13,9 @@ app.command("worktrees")(worktree_cmd.worktrees)
 app.command("finish")(worktree_cmd.finish)
 app.add_typer(journal_cmd.app, name="journal")
 app.command("report")(report_cmd.report)
+app.add_typer(queue_cmd.app, name="queue")
+app.command("wait")(queue_cmd.wait)
+app.command("setup")(queue_cmd.setup)
 app.command("status")(status_cmd.status)
 app.command("next")(status_cmd.next_)
 app.command("digest")(status_cmd.digest)

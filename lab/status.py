@@ -9,7 +9,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import gitx, guard, ideas, ledger, meta, taxonomy, worktrees
+from lab import gitx, guard, ideas, jobs, ledger, meta, taxonomy, worktrees
 
 BASELINE_SLUGS = ("main", "baseline")
 DIGEST_LIMIT = 4000
@@ -24,6 +24,7 @@ class Summary:
     latest: list[dict]
     baseline: dict | None  # {"mean", "std", "n", "eval_sha", "data_sha", "budget_s"}
     best: dict | None  # {"slug", "run_id", "val_bpb", "delta"}
+    queued: dict[str, int] = field(default_factory=dict)  # per slug, pueue jobs without a row yet
     warnings: list[str] = field(default_factory=list)
     next_step: str = ""
 
@@ -71,26 +72,34 @@ def warnings_for(root: Path, problems: list[ledger.Problem]) -> list[str]:
 
 
 def next_step(rows: list[dict], problems: list, all_ideas: list, trees: list, baseline: dict | None, warnings: list[str],
-              want_waiting: int = 30) -> str:
-    """The single next step of program.md's loop."""
+              want_waiting: int = 30, queued: dict[str, int] | None = None) -> str:
+    """The single next step of program.md's loop; seeds already in the queue count as on their way."""
+    queued = queued or {}
     if problems:
         return f"FIX: {problems[0]} — write it at the top of RESEARCH_JOURNAL.md for the human; run no evals until it is fixed"
     drift = [w for w in warnings if w.startswith("frozen")]
     if drift:
         return f"RESTORE: {drift[0]}; `git checkout main -- FILE`, or ask the human for META_MODE"
-    if baseline is None or baseline["n"] < 3:
-        have = 0 if baseline is None else baseline["n"]
-        return f"BASELINE: from the root checkout run `just eval --seed {have}` ({have} of 3 baseline seeds so far)"
+    have = 0 if baseline is None else baseline["n"]
+    if have + queued.get("main", 0) < 3:
+        return (f"BASELINE: from the root checkout run `just eval --seed {have}`, or queue the missing seeds: "
+                f"`lab queue main --q \"baseline noise?\" --h \"expect 0\" --seeds {3 - have - queued.get('main', 0)}` "
+                f"({have} of 3 baseline seeds so far)")
     runs = {}
     for r in rows:
         runs.setdefault(r["slug"], []).append(r)
     by_slug = {i.slug: i for i in all_ideas}
     for tree in trees:
-        ok = [r for r in runs.get(tree.slug, []) if r["status"] == "ok" and comparable(r, baseline)]
-        if len(ok) < 3:
+        ok = [r for r in runs.get(tree.slug, []) if baseline and r["status"] == "ok" and comparable(r, baseline)]
+        waiting = queued.get(tree.slug, 0)
+        if len(ok) + waiting < 3:
             seeds = sorted({int(r["seed"]) for r in ok})
             seed = next(s for s in range(len(seeds) + 1) if s not in seeds)
-            return f"RUN: cd 5_worktrees/{tree.slug} && just smoke && just eval --seed {seed} ({len(ok)} of 3 seeds so far)"
+            return (f"RUN: cd 5_worktrees/{tree.slug} && just smoke, then `lab queue {tree.slug} --q … --h … "
+                    f"--seeds {3 - len(ok) - waiting}` (or `just eval --seed {seed}` there, without a queue) "
+                    f"({len(ok)} of 3 seeds so far, {waiting} queued)")
+        if len(ok) < 3:
+            continue  # its seeds are queued: the next step lies elsewhere meanwhile
         if by_slug.get(tree.slug) and by_slug[tree.slug].status == "running":
             return f"REPORT: `lab report {tree.slug}`, a journal entry (`lab journal add`), then `lab finish {tree.slug}`"
     proposed = [i for i in all_ideas if i.status == "proposed"]
@@ -112,10 +121,11 @@ def summarize(root: Path, want_waiting: int = 30, latest: int = 5) -> Summary:
         counts[idea.status] = counts.get(idea.status, 0) + 1
     baseline = baseline_of(rows)
     warnings = warnings_for(root, problems)
+    queued = {slug: len(js) for slug, js in jobs.pending(root, {r["run_id"] for r in rows}).items()}
     summary = Summary(meta=meta.status(root).reason, ideas=counts, worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
                       runs=len(rows), latest=[_brief(r) for r in rows[-latest:]], baseline=baseline,
-                      best=best_of(rows, baseline), warnings=warnings)
-    summary.next_step = next_step(rows, problems, all_ideas, trees, baseline, warnings, want_waiting)
+                      best=best_of(rows, baseline), queued=queued, warnings=warnings)
+    summary.next_step = next_step(rows, problems, all_ideas, trees, baseline, warnings, want_waiting, queued)
     return summary
 
 
