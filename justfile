@@ -82,6 +82,36 @@ queue *ARGS: _ensure-python
 wait *ARGS: _ensure-python
     "{{ python }}" -m lab.cli wait "$@"
 
+# run the unmodified baseline N more times (--seeds N, default 3): queued if pueue runs, else here
+[group('verdict')]
+baseline *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli baseline "$@"
+
+# the baseline's mean, std and minimum detectable effect (comparable ok rows only)
+[group('verdict')]
+noise *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli noise "$@"
+
+# keep / discard / inconclusive for SLUG against the baseline, with the 95% interval
+[group('verdict')]
+verdict *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli verdict "$@"
+
+# predicted vs observed delta per idea and overall
+[group('verdict')]
+calibration *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli calibration "$@"
+
+# draw every run, the baseline band and the best-so-far frontier into 9_reports/progress.png
+[group('verdict')]
+plot *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli plot "$@"
+
+# (human / META_MODE) merge a kept exp/SLUG into main with its evidence, tag the new baseline
+[group('verdict')]
+merge SLUG *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli merge "$@"
+
 # git hooks (the guard's pre-commit layer) and pueue's `lab` group, one slot per GPU; idempotent
 [group('queue')]
 setup *ARGS: _ensure-python _setup

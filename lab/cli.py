@@ -3,7 +3,7 @@
 import typer
 
 from lab.commands import (guard_cmd, idea_cmd, journal_cmd, ledger_cmd, queue_cmd, report_cmd, status_cmd,
-                          worktree_cmd)
+                          verdict_cmd, worktree_cmd)
 
 app = typer.Typer(help="lab — the research workspace's tooling. See program.md for the loop.", no_args_is_help=True,
                   add_completion=False)
@@ -16,6 +16,12 @@ app.command("report")(report_cmd.report)
 app.add_typer(queue_cmd.app, name="queue")
 app.command("wait")(queue_cmd.wait)
 app.command("setup")(queue_cmd.setup)
+app.command("baseline")(verdict_cmd.baseline)
+app.command("noise")(verdict_cmd.noise)
+app.command("verdict")(verdict_cmd.verdict)
+app.command("calibration")(verdict_cmd.calibration)
+app.command("plot")(verdict_cmd.plot)
+app.command("merge")(verdict_cmd.merge)
 app.command("status")(status_cmd.status)
 app.command("next")(status_cmd.next_)
 app.command("digest")(status_cmd.digest)

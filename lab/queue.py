@@ -158,6 +158,12 @@ def setup(slots: int | None = None) -> str:
     return f"pueue group {GROUP!r} exists with {current} slot(s){note}"
 
 
+def setup_ready() -> None:
+    """Raise unless pueue is installed, its daemon answers and the `lab` group exists."""
+    if GROUP not in pueue.groups():
+        raise QueueError(f"pueue has no {GROUP!r} group: run `lab setup` (one slot per GPU)")
+
+
 def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, after: int | None = None,
         eval_args: list[str] = (), foreground: bool = False) -> list[dict]:
     """Queue one job per seed (or, with `foreground`, return them unqueued for `run_foreground`)."""
@@ -169,10 +175,7 @@ def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, a
     just = just_executable()
     rows, _ = ledger.read(ledger.ledger_path(root))
     if not foreground:
-        pueue.executable()
-        groups = pueue.groups()
-        if GROUP not in groups:
-            raise QueueError(f"pueue has no {GROUP!r} group: run `lab setup` (one slot per GPU)")
+        setup_ready()
     budget = _flag_value(eval_args, "--budget-s")
     steps = _flag_value(eval_args, "--max-steps")
     device = "cuda" if gpu_count() else "cpu"

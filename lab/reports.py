@@ -9,13 +9,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ideas, ledger, slugs
+from lab import files, ideas, ledger, slugs, status, verdicts
 
 FOLDER = "9_reports"
 TEMPLATE = "_TEMPLATE.md"
-BASELINE_SLUGS = ("main", "baseline")
-# program.md §1: two val_bpb values are comparable only when their rows share all of these.
-COMPARABLE = ("budget_s", "max_steps", "device", "eval_sha", "data_sha")
+BASELINE_SLUGS = verdicts.BASELINE_SLUGS
 TABLE_COLUMNS = ("run_id", "slug", "seed", "status", "val_bpb", "steps", "tokens")
 NOTE_CHARS = 100
 
@@ -61,7 +59,13 @@ def write(root: Path, slug: str, now: datetime | None = None,
                           f"(`git checkout main -- {FOLDER}/{TEMPLATE}`)")
     now = now or datetime.now()
     path = root / FOLDER / f"{now:%Y-%m-%d}_{slug}.md"
-    text = render(template.read_text(encoding="utf-8"), idea, prediction, runs, baseline_rows(rows, runs), root, now)
+    try:
+        judged = verdicts.verdict(rows, slug, train_sha=status.main_train_sha(root))
+        verdict = (judged.kind, judged.reason)
+    except verdicts.VerdictError as e:
+        verdict = ("TODO", f"none yet: {e}")
+    text = render(template.read_text(encoding="utf-8"), idea, prediction, runs, baseline_rows(rows, runs), root, now,
+                  verdict)
     _write_new(path, text)
     if idea.status == "done":  # a report closes a finished experiment; other states are the agent's call
         ideas.set_status(root, slug, "reported")
@@ -71,17 +75,12 @@ def write(root: Path, slug: str, now: datetime | None = None,
 def baseline_rows(rows: list[dict[str, str]], runs: list[dict[str, str]]) -> list[dict[str, str]]:
     """ok rows of main/baseline comparable (program.md §1) with the slug's ok rows (all its rows if none is ok)."""
     basis = [r for r in runs if r["status"] == "ok"] or runs
-    keys = {_key(r) for r in basis}
-    return [r for r in rows if r["slug"] in BASELINE_SLUGS and r["status"] == "ok" and _key(r) in keys]
-
-
-def _key(row: dict[str, str]) -> tuple:
-    # budget_s is a float in text: 300 and 300.0 are the same budget.
-    return tuple(float(row[c]) if c == "budget_s" else row[c] for c in COMPARABLE)
+    keys = {verdicts.key(r) for r in basis}
+    return [r for r in rows if r["slug"] in BASELINE_SLUGS and r["status"] == "ok" and verdicts.key(r) in keys]
 
 
 def render(template: str, idea: ideas.Idea, prediction: str, runs: list[dict[str, str]],
-           base: list[dict[str, str]], root: Path, now: datetime) -> str:
+           base: list[dict[str, str]], root: Path, now: datetime, verdict: tuple[str, str] = ("TODO", "")) -> str:
     """The report's text: the template with front matter, title, Setup, Results and Observed vs expected filled."""
     front, body = _split_front(template)
     try:
@@ -93,12 +92,12 @@ def render(template: str, idea: ideas.Idea, prediction: str, runs: list[dict[str
     preamble, sections = _sections(body)
     # The template's own comment is about copying the template; the report keeps only its title.
     preamble = re.sub(r"<!--.*?-->\n?", "", preamble, flags=re.S)
-    preamble = re.sub(r"^# .*$", f"# {idea.slug}: {idea.title} — verdict: TODO", preamble, count=1, flags=re.M)
+    preamble = re.sub(r"^# .*$", f"# {idea.slug}: {idea.title} — verdict: {verdict[0]}", preamble, count=1, flags=re.M)
     ok, ok_base = _bpb(runs), _bpb(base)
     fills = {
         "Setup": _setup(runs, base),
         "Results": _results(sections.get("Results", ""), idea.slug, runs, base, ok, ok_base),
-        "Observed vs expected": _observed(prediction, idea.slug, ok, ok_base),
+        "Observed vs expected": _observed(prediction, idea.slug, ok, ok_base, verdict[1]),
     }
     missing = [name for name in fills if name not in sections]
     if missing:
@@ -198,13 +197,14 @@ def _difference(ok: list[float], ok_base: list[float]) -> str:
     return f"{statistics.mean(ok) - statistics.mean(ok_base):+.4f}"
 
 
-def _observed(prediction: str, slug: str, ok: list[float], ok_base: list[float]) -> str:
+def _observed(prediction: str, slug: str, ok: list[float], ok_base: list[float], judged: str = "") -> str:
     quoted = "\n".join(f"> {line}".rstrip() for line in prediction.strip().splitlines())
     quoted = quoted or "> (the idea's Prediction section is empty)"
     return (f"Predicted (idea file, word for word):\n\n{quoted}\n\n"
             f"Observed: difference of means ({slug} − baseline) {_difference(ok, ok_base)}; "
             f"{slug} {_summary(ok)}, baseline {_summary(ok_base)}.\n\n"
-            "Verdict: TODO (held / missed / wrong direction)")
+            f"Statistical verdict (`lab verdict {slug}`): {judged or 'none yet'}\n\n"
+            "Prediction: TODO (held / missed / wrong direction)")
 
 
 def _write_new(path: Path, text: str) -> None:

@@ -5,13 +5,13 @@ Pure Python over one ledger read (no polars): `lab status` must stay fast on 100
 
 from __future__ import annotations
 
-import statistics
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import gitx, guard, ideas, jobs, ledger, meta, taxonomy, worktrees
+from lab import gitx, guard, ideas, jobs, ledger, meta, taxonomy, verdicts, worktrees
 
-BASELINE_SLUGS = ("main", "baseline")
+BASELINE_SLUGS = verdicts.BASELINE_SLUGS
 DIGEST_LIMIT = 4000
 
 
@@ -25,23 +25,29 @@ class Summary:
     baseline: dict | None  # {"mean", "std", "n", "eval_sha", "data_sha", "budget_s"}
     best: dict | None  # {"slug", "run_id", "val_bpb", "delta"}
     queued: dict[str, int] = field(default_factory=dict)  # per slug, pueue jobs without a row yet
+    verdicts: dict[str, str] = field(default_factory=dict)  # per worktree slug, `lab verdict`'s line
     warnings: list[str] = field(default_factory=list)
     next_step: str = ""
 
 
 def comparable(row: dict, ref: dict) -> bool:
-    return all(row[k] == ref[k] for k in ("eval_sha", "data_sha", "budget_s"))
+    """Whether `row` may be compared with the baseline `ref` (verdicts.COMPARABLE)."""
+    return verdicts.key(row) == ref["key"]
 
 
-def baseline_of(rows: list[dict]) -> dict | None:
-    """The newest baseline setting (eval, data, budget) and the val_bpb of its ok rows."""
-    base = [r for r in rows if r["slug"] in BASELINE_SLUGS and r["status"] == "ok"]
-    if not base:
+def baseline_of(rows: list[dict], train_sha: str | None = None) -> dict | None:
+    """The baseline's comparable ok rows (verdicts.noise): mean, std, n, budget and the comparison key."""
+    n = verdicts.noise(rows, train_sha)
+    if n is None:
         return None
-    ref = base[-1]
-    values = [float(r["val_bpb"]) for r in base if comparable(r, ref)]
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values), "eval_sha": ref["eval_sha"], "data_sha": ref["data_sha"], "budget_s": ref["budget_s"]}
+    return {"mean": n.mean, "std": n.std, "n": n.n, "eval_sha": n.key["eval_sha"], "data_sha": n.key["data_sha"],
+            "budget_s": n.key["budget_s"], "mde": n.mde, "key": verdicts.key(n.key)}
+
+
+def main_train_sha(root: Path) -> str | None:
+    """sha of main's committed train.py: baseline rows of another train.py (before a merge) do not count."""
+    blob = gitx.blobs(["main:train.py"], root)[0]
+    return hashlib.sha256(blob).hexdigest()[:16] if blob is not None else None
 
 
 def best_of(rows: list[dict], baseline: dict | None) -> dict | None:
@@ -72,9 +78,10 @@ def warnings_for(root: Path, problems: list[ledger.Problem]) -> list[str]:
 
 
 def next_step(rows: list[dict], problems: list, all_ideas: list, trees: list, baseline: dict | None, warnings: list[str],
-              want_waiting: int = 30, queued: dict[str, int] | None = None) -> str:
+              want_waiting: int = 30, queued: dict[str, int] | None = None,
+              verdict_of: dict[str, verdicts.Verdict] | None = None) -> str:
     """The single next step of program.md's loop; seeds already in the queue count as on their way."""
-    queued = queued or {}
+    queued, verdict_of = queued or {}, verdict_of or {}
     if problems:
         return f"FIX: {problems[0]} — write it at the top of RESEARCH_JOURNAL.md for the human; run no evals until it is fixed"
     drift = [w for w in warnings if w.startswith("frozen")]
@@ -100,8 +107,15 @@ def next_step(rows: list[dict], problems: list, all_ideas: list, trees: list, ba
                     f"({len(ok)} of 3 seeds so far, {waiting} queued)")
         if len(ok) < 3:
             continue  # its seeds are queued: the next step lies elsewhere meanwhile
+        v = verdict_of.get(tree.slug)
+        if v is not None and v.more_seeds > waiting:
+            return (f"RUN: {tree.slug} is inconclusive: `lab queue {tree.slug} --q … --h … --seeds {v.more_seeds - waiting}` "
+                    f"({v.reason[:160]})")
+        if v is not None and v.more_seeds:
+            continue  # the seeds it needs are queued
         if by_slug.get(tree.slug) and by_slug[tree.slug].status == "running":
-            return f"REPORT: `lab report {tree.slug}`, a journal entry (`lab journal add`), then `lab finish {tree.slug}`"
+            said = f" (verdict: {v.kind})" if v is not None else ""
+            return f"REPORT{said}: `lab report {tree.slug}`, a journal entry (`lab journal add`), then `lab finish {tree.slug}`"
     proposed = [i for i in all_ideas if i.status == "proposed"]
     if proposed:
         return f"CRITIQUE: `lab idea critique {proposed[0].slug} --with \"claude -p\"` (or the critic subagent), then `lab idea rate`"
@@ -119,14 +133,33 @@ def summarize(root: Path, want_waiting: int = 30, latest: int = 5) -> Summary:
     counts = {s: 0 for s in ideas.STATUSES}
     for idea in all_ideas:
         counts[idea.status] = counts.get(idea.status, 0) + 1
-    baseline = baseline_of(rows)
+    train_sha = main_train_sha(root)
+    baseline = baseline_of(rows, train_sha)
     warnings = warnings_for(root, problems)
     queued = {slug: len(js) for slug, js in jobs.pending(root, {r["run_id"] for r in rows}).items()}
+    verdict_of = verdicts_for(rows, [t.slug for t in trees], train_sha)
     summary = Summary(meta=meta.status(root).reason, ideas=counts, worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
                       runs=len(rows), latest=[_brief(r) for r in rows[-latest:]], baseline=baseline,
-                      best=best_of(rows, baseline), queued=queued, warnings=warnings)
-    summary.next_step = next_step(rows, problems, all_ideas, trees, baseline, warnings, want_waiting, queued)
+                      best=best_of(rows, baseline), queued=queued, warnings=warnings,
+                      verdicts={slug: v.reason for slug, v in verdict_of.items()})
+    summary.next_step = next_step(rows, problems, all_ideas, trees, baseline, warnings, want_waiting, queued, verdict_of)
     return summary
+
+
+def verdicts_for(rows: list[dict], slugs: list[str], train_sha: str | None) -> dict[str, verdicts.Verdict]:
+    """`lab verdict` for each slug that has rows, over one grouping of the ledger (status runs on 100k rows)."""
+    base = [r for r in rows if r["slug"] in BASELINE_SLUGS]
+    by_slug: dict[str, list[dict]] = {}
+    for r in rows:
+        by_slug.setdefault(r["slug"], []).append(r)
+    out = {}
+    for slug in slugs:
+        if slug in by_slug and slug not in BASELINE_SLUGS:
+            try:
+                out[slug] = verdicts.verdict(base + by_slug[slug], slug, train_sha=train_sha)
+            except verdicts.VerdictError:
+                pass  # no baseline yet: next_step says BASELINE
+    return out
 
 
 def _brief(row: dict) -> dict:
@@ -150,6 +183,7 @@ def digest(root: Path, k: int = 8) -> str:
     if s.best:
         delta = f" ({s.best['delta']:+.4f} vs baseline)" if s.best["delta"] is not None else ""
         parts.append(f"Best: {s.best['slug']} {s.best['val_bpb']:.4f}{delta} run {s.best['run_id']}")
+    parts += [f"Verdict {slug}: {line[:170]}" for slug, line in s.verdicts.items()]
     parts.append(f"Runs: {s.runs} in results.tsv; last {len(s.latest)}:")
     parts += [f"- {r['run_id']} {r['slug']} seed {r['seed']} {r['status']} {r['val_bpb'] or r['reason'][:60]}" for r in s.latest]
     parts.append("Journal (newest first):")

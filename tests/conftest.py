@@ -85,3 +85,17 @@ def tiny_train(workspace: Path, *edits: tuple[str, str]) -> None:
         assert old in text, f"train.py no longer contains {old!r}: update the test edit"
         text = text.replace(old, new)
     path.write_text(text)
+
+
+def path_without_pueue(tmp_path: Path) -> str:
+    """A PATH with every command of this one except pueue/pueued (symlinked), whatever this machine has."""
+    bin_dir = tmp_path / "bin-without-pueue"
+    bin_dir.mkdir()
+    for folder in run_env()["PATH"].split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            target = os.path.join(folder, name)
+            if not name.startswith("pueue") and not (bin_dir / name).exists() and os.access(target, os.X_OK):
+                (bin_dir / name).symlink_to(target)
+    return str(bin_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, run_env, tiny_train
+from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
 from lab import ideas, jobs, ledger, pueue, queue
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pueue"
@@ -167,21 +167,11 @@ def test_a_job_gets_the_gpu_of_its_slot_unless_the_user_chose_one():
     assert jobs.pin_gpu(outside) is None and "CUDA_VISIBLE_DEVICES" not in outside
 
 
-def _path_without_pueue(tmp_path: Path) -> str:
-    """A PATH holding git and just but no pueue, whatever this machine has installed."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("git", "just"):
-        found = subprocess.run(["which", tool], capture_output=True, text=True, env=run_env()).stdout.strip()
-        (bin_dir / tool).symlink_to(found)
-    return str(bin_dir)
-
-
 def test_without_pueue_the_queue_says_how_to_install_it_and_offers_foreground(workspace, tmp_path):
     tree = started(workspace)
     jobs.record_smoke(workspace, git("rev-parse", "HEAD", cwd=tree).strip(),
                       queue._sha(workspace / "eval.py"), "x", 1.0)
-    env = run_env(PATH=_path_without_pueue(tmp_path))
+    env = run_env(PATH=path_without_pueue(tmp_path))
     add = lab(tree, "queue", "lower-lr", "--q", Q, "--h", H, env=env)
     assert add.returncode == 1
     assert "pueue is not installed" in add.stderr and "cargo install" in add.stderr and "--foreground" in add.stderr

@@ -27,7 +27,8 @@ def lab(ws: Path, *args: str) -> subprocess.CompletedProcess:
 
 def add_rows(ws: Path, rows: list[dict]) -> None:
     with open(ws / "results.tsv", "a") as f:
-        f.write("".join(ledger.format_row({**ROW, **r}) for r in rows))
+        # rows of main's train.py: the baseline counts only those (a merge starts a new baseline)
+        f.write("".join(ledger.format_row({**ROW, "train_sha": status.main_train_sha(ws), **r}) for r in rows))
 
 
 def test_empty_workspace_says_baseline_first(workspace):

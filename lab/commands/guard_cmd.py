@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, guard, meta, taxonomy
+from lab import gitx, history, meta, taxonomy
 
 meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
 
@@ -27,16 +27,9 @@ def check(
         rev_range = revisions or "main..HEAD"
         tip = rev_range.rsplit("..", 1)[-1]
         branch = branch or (tip if tip and gitx.git("branch", "--list", tip, cwd=cwd) else gitx.branch(cwd))
-        commits = gitx.git("rev-list", "--reverse", rev_range, cwd=cwd).split()
+        commits, problems = history.problems_in(cwd, rev_range, branch)
     except gitx.GitError as e:
         _fail(f"lab check: {e}")
-    problems = []
-    for commit in commits:
-        changes = [guard.Change(*c) for c in gitx.commit_changes(commit, cwd)]
-        # History keeps no record of meta mode; its evidence is the meta_journal entry the commit adds.
-        evidence = any(c.path == "meta_journal.md" and guard.journal_problem(c.old, c.new) is None for c in changes)
-        subject = gitx.git("log", "-1", "--format=%h %s", commit, cwd=cwd)
-        problems += [f"{subject}: [{v.rule}] {v.message}" for v in guard.check(changes, branch=branch, meta_on=evidence)]
     state = meta.status(root)
     if not state.on:
         drift = gitx.drift(cwd, "HEAD", taxonomy.patterns_of("FROZEN"))

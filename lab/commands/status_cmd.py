@@ -26,6 +26,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
     typer.echo("ideas: " + ", ".join(f"{n} {k}" for k, n in s.ideas.items() if n) if any(s.ideas.values()) else "ideas: none yet")
     for t in s.worktrees:
         typer.echo(f"worktree {t['slug']:24s} {t['branch']:28s} ahead {t['ahead']:3d}  {'dirty' if t['dirty'] else 'clean'}  rows {t['rows']}")
+    for slug, line in s.verdicts.items():
+        typer.echo(f"verdict {slug}: {line}")
     b = s.baseline
     typer.echo(f"baseline: val_bpb {b['mean']:.4f} ± {b['std']:.4f} (n={b['n']}, budget {b['budget_s']}s)" if b else "baseline: none yet")
     if s.best:
