@@ -151,6 +151,8 @@ REPLAY_PUEUE = """#!{python}
 import json, pathlib, sys
 here = pathlib.Path(__file__).parent
 (here / "argv.json").write_text(json.dumps(sys.argv[1:]))
+with open(here / "calls.jsonl", "a") as calls:
+    calls.write(json.dumps(sys.argv[1:]) + "\\n")
 reply = json.loads((here / "reply.json").read_text())
 sys.stdout.write(reply["stdout"]); sys.stderr.write(reply["stderr"]); sys.exit(reply["rc"])
 """
@@ -673,3 +675,43 @@ def test_reason_of_real_tasks(name, ids):
     assert status == "crash" and tasks[ids["FailedToSpawn"]].detail in reason and "Failed to spawn child" in reason
     status, reason = queue.reason_of(tasks[ids["Dep"]])
     assert status == "crash" and "--after" in reason and f"task {ids['Dep']}" in reason
+
+
+# ================================================================ every flag lab passes exists in real pueue
+
+def _help_flags(name: str) -> set[str]:
+    text = (FIXTURES / "help" / f"{name}.txt").read_text(encoding="utf-8")
+    return set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", text))
+
+
+def test_every_flag_lab_passes_is_in_pueues_own_help(replayed_pueue, tmp_path):
+    """Drive every pueue call lab makes (setup, add, enqueue, status, log, wait) and check each flag
+    against the captured `--help` of pueue 4.0.4: a renamed or invented flag fails here, not at night."""
+    replayed_pueue(stdout=capture("02-add/group-json").stdout)  # the groups without `lab`: setup adds it
+    queue.setup(slots=2)
+    replayed_pueue(stdout=json.dumps({"default": {"status": "Running", "parallel_tasks": 1},
+                                      "lab": {"status": "Running", "parallel_tasks": 1}}))
+    queue.setup(slots=2)  # the group exists with another count: `pueue parallel`
+    replayed_pueue(stdout="7\n")
+    pueue.add("just eval --seed 0", label="Q: x? H: -0.01", workdir=str(tmp_path), group="lab", after=[3], stashed=True)
+    pueue.run("enqueue", "7")
+    replayed_pueue(stdout=capture("04-log/log-json-17").stdout)
+    pueue.log_tail(17, 5)
+    replayed_pueue(stdout=capture("03-states/status-json-all-states").stdout)
+    pueue.status()
+    queue.wait([5, 6], timeout=10)
+    calls = [json.loads(line) for line in (tmp_path / "bin" / "calls.jsonl").read_text().splitlines()]
+    seen = set()
+    for argv in calls:
+        assert argv[:2] == ["--color", "never"] and "--color" in _help_flags("pueue")
+        words = argv[2:argv.index("--")] if "--" in argv else argv[2:]
+        command = words[0]
+        seen.add(command)
+        known = _help_flags(f"sub-{command}")
+        if command == "group" and words[1:2] == ["add"]:
+            known |= {"--parallel"}  # `group add`'s own help was not captured; 02-add/group-add-gpu ran it for real
+            assert "--parallel" in capture("02-add/group-add-gpu").args
+        for word in words[1:]:
+            if word.startswith("-"):
+                assert word.split("=", 1)[0] in known, f"`pueue {command}` has no flag {word!r} in its help"
+    assert seen == {"group", "parallel", "add", "enqueue", "log", "status", "wait"}
