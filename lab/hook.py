@@ -18,6 +18,7 @@ EDIT_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
 SHELL_TOOLS = {"Bash", "shell", "exec_command", "local_shell", "container.exec"}
 UNKNOWN = object()  # new content that cannot be computed from the payload
 AGENT_SETTINGS = (".claude/", ".codex/")
+TOOL_RECORDS = (".cache/smoke/", ".cache/queue/")  # the queue's gate and job records: eval.py and lab write them
 # No pathlib here: it costs more to import than the rest of the hook takes to run.
 
 
@@ -70,6 +71,9 @@ def deny_reasons_for_write(path: str, new: bytes | None | object, meta_on: bool)
         if rel.startswith(AGENT_SETTINGS):
             reasons.append(f"{rel} is agent configuration: a settings file could switch every hook off; "
                            "only a human edits .claude/ and .codex/")
+        elif rel.startswith(TOOL_RECORDS):
+            reasons.append(f"{rel} is a record the tools keep (smoke passes, queued jobs): `just smoke` and "
+                           "`lab queue` write it, never a direct write")
         elif "HUMAN-ONLY" in classes:
             reasons.append(f"{rel} is HUMAN-ONLY: the agent never writes it; to reach the human, add an entry "
                            "at the top of RESEARCH_JOURNAL.md")

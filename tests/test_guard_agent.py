@@ -88,6 +88,7 @@ HOOK_ATTEMPTS = [
     ("write the problem statement", "Write", lambda ws: {"file_path": str(ws / "0_docs/problem.md"), "content": "easier problem"}, "0_docs/problem.md is FROZEN"),
     ("write the idea template", "Write", lambda ws: {"file_path": str(ws / "1_ideas/_TEMPLATE.md"), "content": "x"}, "1_ideas/_TEMPLATE.md is FROZEN"),
     ("write the worktree's own journal copy", "Write", lambda ws: {"file_path": str(WT(ws) / "RESEARCH_JOURNAL.md"), "content": "x"}, "is GLOBAL"),
+    ("forge a smoke pass", "Write", lambda ws: {"file_path": str(ws / ".cache/smoke/0123abc.json"), "content": "{}"}, "a record the tools keep"),
     ("write inside .git", "Write", lambda ws: {"file_path": str(ws / ".git/config"), "content": "[core]\nhooksPath=/dev/null\n"}, "git internals"),
 ]
 
@@ -96,6 +97,7 @@ BASH_ATTEMPTS = [
     ("echo > prepare.py", "echo 'print(1)' > prepare.py", "prepare.py is FROZEN"),
     ("append META_MODE=1 to human_journal.md", "echo 'META_MODE=1' >> human_journal.md", "human_journal.md is HUMAN-ONLY"),
     ("cp over eval.py", "cp /tmp/evil.py eval.py", "eval.py is FROZEN"),
+    ("forge a queue record", "echo '{}' > .cache/queue/20261123-000000-beef.json", "a record the tools keep"),
     ("python -c open(w)", "python3 -c \"open('eval.py', 'w').write('')\"", "eval.py is FROZEN"),
     ("git commit --no-verify", "git commit --no-verify -m sneaky", "--no-verify"),
     ("git config core.hooksPath", "git config core.hooksPath /dev/null", "core.hooksPath"),
