@@ -54,7 +54,7 @@ def test_noise_verdict_calibration_and_status_agree(workspace):
     v = json.loads(lab(workspace, "verdict", "wider", "--json").stdout)
     assert v["kind"] == "keep" and abs(v["diff"] + 0.10) < 1e-9 and v["n_exp"] == 3 and v["lo"] < -0.10 < v["hi"]
     assert v["excluded"] == {"other hashes/budget/device": 1}
-    assert lab(workspace, "verdict", "wider").stdout.startswith("wider: KEEP: keep: diff -0.1000")
+    assert lab(workspace, "verdict", "wider").stdout.startswith("wider: keep: diff -0.1000")
 
     c = json.loads(lab(workspace, "calibration", "--json").stdout)
     wider = c["slugs"]["wider"]

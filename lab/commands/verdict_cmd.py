@@ -81,7 +81,7 @@ def verdict(
         v = verdicts.verdict(_rows(where), slug, min_effect=min_effect, train_sha=status.main_train_sha(where))
     except verdicts.VerdictError as e:
         fail(f"lab verdict: {e}")
-    typer.echo(json.dumps(asdict(v), indent=1) if as_json else f"{slug}: {v.kind.upper()}: {v.reason}")
+    typer.echo(json.dumps(asdict(v), indent=1) if as_json else f"{slug}: {v.reason}")  # the reason starts with the kind
 
 
 def calibration(as_json: bool = typer.Option(False, "--json")) -> None:
