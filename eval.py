@@ -270,7 +270,10 @@ def main() -> None:
     budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.DEFAULT_BUDGET_S[device.split(":")[0]])
     results = ledger.ledger_path(root)
     run_id = new_run_id(results)
-    job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None
+    try:
+        job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None
+    except ValueError as e:
+        die(f"the queue's record of run {run_id} is unreadable: {e}")
     row: dict = {
         "run_id": run_id, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "slug": branch.removeprefix("exp/") if branch != "HEAD" else "detached", "branch": branch,

@@ -99,6 +99,16 @@ def test_a_queued_run_id_lands_with_its_task_and_is_never_recorded_twice(workspa
     assert (workspace / "results.tsv").read_bytes() == before
 
 
+def test_an_unreadable_queue_record_stops_eval_before_training(workspace, corpus):
+    run_id = "20261123-101010-dead"
+    (workspace / jobs.QUEUE_DIR).mkdir(parents=True)
+    jobs.job_path(workspace, run_id).write_text("{not json")
+    proc = subprocess.run(["just", "eval", "--source", str(corpus), "--max-steps", "1"], cwd=workspace,
+                          env=run_env(LAB_RUN_ID=run_id), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and f"record of run {run_id} is unreadable" in proc.stderr
+    assert rows_of(workspace) == []
+
+
 def _status_with_run_ids(root: Path, run_ids: dict[int, str]) -> dict[int, pueue.Task]:
     """The real all-states status, with our run ids in some tasks' environments and their queue records."""
     raw = json.loads((FIXTURES / "03-states" / "status-json-all-states.stdout").read_text())
