@@ -10,7 +10,6 @@ checkout's results.tsv — crash, timeout, invalid and killed runs too, with the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -69,10 +68,6 @@ def die(message: str) -> None:
     """Setup errors, before a row could be written: one line, exit code 2."""
     sys.stderr.write(f"eval.py: {message}\n")
     sys.exit(2)
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
 def resolve_device(device: str) -> str:
@@ -281,8 +276,8 @@ def main() -> None:
         "label": os.environ.get("LAB_LABEL", ""), "pueue_task": (job or {}).get("task"),
         "predicted_delta": (job or {}).get("predicted_delta"), "seed": args.seed, "budget_s": budget, "max_steps": args.max_steps,
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
-        "host": platform.node(), "eval_sha": sha(ROOT / "eval.py"), "prepare_sha": sha(ROOT / "prepare.py"),
-        "train_sha": sha(work / "train.py"),
+        "host": platform.node(), "eval_sha": jobs.file_sha(ROOT / "eval.py"), "prepare_sha": jobs.file_sha(ROOT / "prepare.py"),
+        "train_sha": jobs.file_sha(work / "train.py"),
     }
     if not args.smoke:  # fail before training, not after, if the row could not be written
         try:

@@ -5,6 +5,7 @@ Stdlib only: eval.py writes these and `lab queue` reads them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -16,6 +17,16 @@ from lab import files, gitx, taxonomy
 SMOKE_DIR = Path(".cache") / "smoke"
 QUEUE_DIR = Path(".cache") / "queue"
 DEFAULT_BUDGET_S = {"cuda": 300.0, "cpu": 60.0}  # eval.py's training budget when none is given
+
+
+def short_sha(data: bytes) -> str:
+    """The 16-hex-digit sha256 the ledger's *_sha columns hold; the smoke gate compares these."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def file_sha(path: Path) -> str:
+    """short_sha of a file's bytes, '' when there is no such file."""
+    return short_sha(path.read_bytes()) if path.is_file() else ""
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -8,7 +8,6 @@ if the job dies before eval.py can write one, and `reconcile` writes that row, e
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
@@ -123,10 +122,6 @@ def next_seeds(root: Path, slug: str, k: int, rows: list[dict]) -> list[int]:
     return seeds
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def gpu_count() -> int:
     """GPUs `nvidia-smi -L` lists; 0 without nvidia-smi or when it fails."""
     smi = shutil.which("nvidia-smi")
@@ -170,7 +165,7 @@ def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, a
     root = Path(root)
     label = label_of(question, hypothesis)
     checkout = checkout_of(root, slug)
-    eval_sha = _sha(root / "eval.py")
+    eval_sha = jobs.file_sha(root / "eval.py")
     commit = smoke_gate(root, checkout, eval_sha)
     just = just_executable()
     rows, _ = ledger.read(ledger.ledger_path(root))
@@ -184,7 +179,7 @@ def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, a
         "question": question.strip(), "hypothesis": hypothesis.strip(), "predicted_delta": predicted_delta(hypothesis),
         "eval_args": list(eval_args), "budget_s": float(budget) if budget else jobs.DEFAULT_BUDGET_S[device],
         "max_steps": int(steps) if steps else None, "device": device, "host": platform.node(), "eval_sha": eval_sha,
-        "prepare_sha": _sha(root / "prepare.py"), "train_sha": _sha(checkout / "train.py"), "root": str(root),
+        "prepare_sha": jobs.file_sha(root / "prepare.py"), "train_sha": jobs.file_sha(checkout / "train.py"), "root": str(root),
     }
     queued = []
     for seed in next_seeds(root, slug, seeds, rows):
@@ -235,9 +230,14 @@ def _submit(root: Path, job: dict) -> None:
         raise QueueError(f"task {task} was added but is still stashed ({e}): `pueue enqueue {task}`") from None
 
 
-def run_foreground(root: Path, job: dict) -> int:
-    """Run one job now, without pueue, in its checkout; eval.py appends its row as usual. Returns the exit code."""
-    return subprocess.run(shlex.split(job["command"]), cwd=job["checkout"], env=job_env(job)).returncode
+def run_foreground(added: list[dict], say=print) -> int:
+    """Run the jobs now, one after another, without pueue, each in its checkout; eval.py appends their rows
+    as usual. Returns how many failed."""
+    failed = 0
+    for job in added:
+        say(f"foreground: {job['slug']} seed {job['seed']} run {job['run_id']}: {job['command']}")
+        failed += subprocess.run(shlex.split(job["command"]), cwd=job["checkout"], env=job_env(job)).returncode != 0
+    return failed
 
 
 def ours(root: Path, tasks: dict[int, pueue.Task]) -> list[Job]:

@@ -5,7 +5,6 @@ Pure Python over one ledger read (no polars): `lab status` must stay fast on 100
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def baseline_of(rows: list[dict], train_sha: str | None = None) -> dict | None:
 def main_train_sha(root: Path) -> str | None:
     """sha of main's committed train.py: baseline rows of another train.py (before a merge) do not count."""
     blob = gitx.blobs(["main:train.py"], root)[0]
-    return hashlib.sha256(blob).hexdigest()[:16] if blob is not None else None
+    return jobs.short_sha(blob) if blob is not None else None
 
 
 def best_of(rows: list[dict], baseline: dict | None) -> dict | None:

@@ -180,7 +180,7 @@ def test_a_job_gets_the_gpu_of_its_slot_unless_the_user_chose_one():
 def test_without_pueue_the_queue_says_how_to_install_it_and_offers_foreground(workspace, tmp_path):
     tree = started(workspace)
     jobs.record_smoke(workspace, git("rev-parse", "HEAD", cwd=tree).strip(),
-                      queue._sha(workspace / "eval.py"), "x", 1.0)
+                      jobs.file_sha(workspace / "eval.py"), "x", 1.0)
     env = run_env(PATH=path_without_pueue(tmp_path))
     add = lab(tree, "queue", "lower-lr", "--q", Q, "--h", H, env=env)
     assert add.returncode == 1
@@ -200,7 +200,7 @@ def test_without_pueue_the_queue_says_how_to_install_it_and_offers_foreground(wo
 ])
 def test_bad_queue_input_is_one_line_and_queues_nothing(workspace, args, needle):
     tree = started(workspace)
-    jobs.record_smoke(workspace, git("rev-parse", "HEAD", cwd=tree).strip(), queue._sha(workspace / "eval.py"), "x", 1.0)
+    jobs.record_smoke(workspace, git("rev-parse", "HEAD", cwd=tree).strip(), jobs.file_sha(workspace / "eval.py"), "x", 1.0)
     slug, rest = args[0], args[1:]
     dash = rest.index("--") if "--" in rest else len(rest)
     proc = lab(workspace, "queue", slug, "--q", Q, "--h", H, "--foreground", *rest[:dash], *rest[dash:])

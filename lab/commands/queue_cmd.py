@@ -60,11 +60,7 @@ def add(
             typer.echo(f"task {job['task']}: {slug} seed {job['seed']} run {job['run_id']} -> pueue group {core.GROUP}")
         typer.echo(f"watch with `lab queue status`, block with `lab wait {' '.join(str(j['task']) for j in added)}`")
         return
-    failed = 0
-    for job in added:
-        typer.echo(f"foreground: {slug} seed {job['seed']} run {job['run_id']}: {job['command']}", err=True)
-        failed += core.run_foreground(where, job) != 0
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if core.run_foreground(added, say=lambda line: typer.echo(line, err=True)) else 0)
 
 
 @app.command("status")

@@ -49,8 +49,7 @@ def baseline(
         typer.echo(f"queued baseline seeds {', '.join(str(j['seed']) for j in added)} as task(s) "
                    f"{', '.join(str(j['task']) for j in added)}: `lab wait`, then `lab noise`")
         return
-    failed = sum(q.run_foreground(where, job) != 0 for job in added)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if q.run_foreground(added, say=lambda line: typer.echo(line, err=True)) else 0)
 
 
 def noise(as_json: bool = typer.Option(False, "--json")) -> None:
