@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -32,7 +30,7 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import gitx, jobs, ledger, meta, procs, taxonomy
+from lab import gitx, jobs, ledger, meta, procs, runs, taxonomy
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, EVAL_BATCH, VAL_BYTES = 512, 16, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -242,6 +240,34 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
             "train_s": info.get("train_s"), "peak_mem_mb": info.get("peak_mem_mb")}
 
 
+def smoke_gate(root: Path, work: Path, eval_sha: str) -> None:
+    """An experiment's real eval needs a committed tree that `just smoke` passed on (its content, this eval.py)."""
+    where = os.path.relpath(work, root)
+    loose = jobs.unclean(work)
+    if loose:
+        die(f"{where} has uncommitted paths ({', '.join(loose[:5])}): commit your train.py change first "
+            "(logs and outputs belong under .cache/, which git ignores); a real eval grades a commit")
+    if jobs.smoke_pass(root, jobs.content_key(work), eval_sha) is None:
+        die(f"`just smoke` has not passed on {where}'s HEAD {gitx.head_commit(work)[:12]} under this eval.py: "
+            f"run `cd {where} && just smoke` first")
+
+
+def record_smoke(root: Path, work: Path, row: dict) -> str:
+    """Record this smoke's outcome for the checkout's content; say what was recorded, or why nothing was."""
+    loose = jobs.unclean(work)
+    if not row["commit"]:
+        return "no smoke result recorded: the checkout has no commit yet"
+    if loose:
+        return (f"no smoke result recorded: uncommitted paths ({', '.join(loose[:5])}); commit your change "
+                "(logs and outputs belong under .cache/) and smoke again")
+    key = jobs.content_key(work)
+    jobs.record_smoke(root, key, row["eval_sha"], row["train_sha"], row["commit"], row["wall_s"],
+                      "ok" if row["status"] == "ok" else "failed", row.get("reason", ""))
+    if row["status"] == "ok":
+        return f"smoke pass recorded for {row['commit'][:12]} (content {key}; `just eval` and `lab queue` need it)"
+    return f"smoke failure recorded for {row['commit'][:12]}: fix train.py, commit, smoke again"
+
+
 def summary(row: dict, ledger_note: str) -> str:
     keys = ("run_id", "status", "reason", "val_bpb", "train_s", "wall_s", "steps", "tokens", "params", "peak_mem_mb", "device")
     lines = [f"{k + ':':13s}{'' if row.get(k) is None else row[k]}" for k in keys] + [f"{'ledger:':13s}{ledger_note}"]
@@ -269,16 +295,9 @@ def main() -> None:
         job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None
     except ValueError as e:
         die(f"the queue's record of run {run_id} is unreadable: {e}")
-    row: dict = {
-        "run_id": run_id, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "slug": branch.removeprefix("exp/") if branch != "HEAD" else "detached", "branch": branch,
-        "commit": gitx.head_commit(work), "dirty": any(not taxonomy.is_global(p) for p in gitx.changed_paths(work)),
-        "label": os.environ.get("LAB_LABEL", ""), "pueue_task": (job or {}).get("task"),
-        "predicted_delta": (job or {}).get("predicted_delta"), "seed": args.seed, "budget_s": budget, "max_steps": args.max_steps,
-        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
-        "host": platform.node(), "eval_sha": jobs.file_sha(ROOT / "eval.py"), "prepare_sha": jobs.file_sha(ROOT / "prepare.py"),
-        "train_sha": jobs.file_sha(work / "train.py"),
-    }
+    row = runs.provenance(root, work, run_id, args.seed, budget, args.max_steps, device,
+                          label=os.environ.get("LAB_LABEL", ""), task=(job or {}).get("task"),
+                          predicted_delta=(job or {}).get("predicted_delta"))
     if not args.smoke:  # fail before training, not after, if the row could not be written
         try:
             ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})
@@ -286,6 +305,13 @@ def main() -> None:
             die(f"this run's row would break the ledger schema: {e}")
         if not results.is_file():
             die(f"{results} is missing: restore it with `git checkout -- results.tsv` in {root}")
+        if branch != runs.BASELINE:
+            smoke_gate(root, work, row["eval_sha"])
+        try:
+            lock = jobs.hold_run_lock(root, run_id)  # noqa: F841 (held until this process exits: the run is alive)
+        except ValueError as e:
+            die(str(e))
+        jobs.write_running(root, row)
     out_dir = Path(tempfile.mkdtemp(prefix="lab-smoke-")) if args.smoke else root / ".cache" / "runs" / row["run_id"]
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -305,12 +331,10 @@ def main() -> None:
     row["wall_s"] = round(time.time() - started, 1)
     if args.smoke:
         shutil.rmtree(out_dir, ignore_errors=True)
-        note = "not written (smoke)"
-        if row["status"] == "ok" and row["commit"] and not jobs.unclean(work):
-            jobs.record_smoke(root, row["commit"], row["eval_sha"], row["train_sha"], row["wall_s"])
-            note += f"; smoke pass recorded for commit {row['commit'][:12]} (`lab queue` needs it)"
+        note = "not written (smoke); " + record_smoke(root, work, row)
     else:
         ledger.append(row, results)
+        jobs.drop_running(root, run_id)
         note = f"row appended to {results}"
     sys.stdout.write(summary(row, note))
     sys.stdout.flush()

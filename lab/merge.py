@@ -9,7 +9,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from lab import gitx, history, jobs, ledger, meta, status, verdicts, worktrees
+from lab import gitx, history, jobs, ledger, meta, runs, verdicts, worktrees
 
 
 class MergeError(RuntimeError):
@@ -28,8 +28,8 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
     root = Path(root)
     state = meta.status(root)
     if not state.on:
-        raise MergeError(f"merging into main is the human's call: run it with META_MODE=1, or add a META_MODE=1 "
-                         f"entry to human_journal.md (META_MODE {state.reason})")
+        raise MergeError(f"merging into main is the human's call: say \"propose merge of exp/{slug}\" in its report "
+                         f"and the journal (`lab status` lists proposed merges) and go on (META_MODE {state.reason})")
     if gitx.branch(root) != worktrees.BASE:
         raise MergeError(f"the root checkout is on {gitx.branch(root)!r}: `git switch {worktrees.BASE}` there first")
     loose = jobs.unclean(root)
@@ -39,7 +39,7 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
     if not gitx.git("branch", "--list", branch, cwd=root):
         raise MergeError(f"no branch {branch}: `lab worktrees` lists the experiments")
     rows, _ = ledger.read(ledger.ledger_path(root))
-    v = verdicts.verdict(rows, slug, min_effect=min_effect, train_sha=status.main_train_sha(root))
+    v = verdicts.verdict(rows, slug, min_effect=min_effect, train_sha=runs.main_train_sha(root))
     if v.kind != "keep":
         raise MergeError(f"the verdict for {slug} is {v.kind}, and only a keep merges: {v.reason}")
     commits, problems = history.problems_in(root, f"{worktrees.BASE}..{branch}", branch)

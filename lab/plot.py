@@ -21,8 +21,8 @@ import statistics
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lab import files, ledger
-from lab.status import BASELINE_SLUGS, baseline_of, comparable
+from lab import files, ledger, verdicts
+from lab.runs import BASELINE_SLUGS
 
 FIGSIZE = (12.0, 6.5)  # inches; with DPI a fixed 1440x780 image, whatever the data
 DPI = 120
@@ -38,6 +38,10 @@ LABEL_OFFSETS = ((7, -12), (7, -27))
 MIN_GAP_H = 2.0  # hours without a run before the x axis cuts the stretch short
 _EPOCH = datetime(1970, 1, 1)
 _TICK_STEPS_MIN = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+
+
+def comparable(row: dict[str, str], base: dict) -> bool:
+    return verdicts.key(row) == verdicts.key(base["key"])
 
 
 def _hours(value: str) -> float:
@@ -137,15 +141,17 @@ class Timeline:
         return [x for x, _ in chosen], labels
 
 
-def plot(rows: list[dict[str, str]], out: Path, kept: set[str] | None = None, title: str = "") -> Path:
+def plot(rows: list[dict[str, str]], out: Path, kept: set[str] | None = None, title: str = "",
+         base: dict | None = None, headline: str = "") -> Path:
     """Draw `rows` (ledger rows, any order) as a PNG at `out`, replaced atomically; returns `out`.
 
-    `kept`: slugs whose changes count towards the frontier (None: every experiment slug).
+    `kept`: slugs whose changes count towards the frontier (None: every experiment slug). `base`: the
+    baseline (status.baseline_of, main's train.py). `headline`: the effect size the subtitle leads with
+    (status.best_line: a verdict's difference of means and interval, never a best seed).
     """
     from matplotlib.figure import Figure  # here, not at the top: importing matplotlib costs ~0.3 s
 
     out = Path(out)
-    base = baseline_of(rows)
     steps = frontier(rows, kept, base)
     failed = [r for r in rows if r["status"] != "ok"]
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
@@ -154,7 +160,7 @@ def plot(rows: list[dict[str, str]], out: Path, kept: set[str] | None = None, ti
     else:
         ax, strip = fig.add_subplot(), None
     fig.suptitle(title or "lab progress", x=0.01, ha="left", fontsize=13, fontweight="bold")
-    ax.set_title(_summary(rows, steps, base), loc="left", fontsize=9, color="#444444")
+    ax.set_title(_summary(rows, headline), loc="left", fontsize=9, color="#444444")
     if rows:
         _draw(fig, ax, strip, rows, kept, base, steps)
     else:
@@ -348,13 +354,11 @@ def _draw_failed(strip, failed: list[tuple[float, dict]]) -> list:
     return handles
 
 
-def _summary(rows: list[dict[str, str]], steps: list[dict[str, str]], base: dict | None) -> str:
+def _summary(rows: list[dict[str, str]], headline: str) -> str:
     ok = sum(r["status"] == "ok" for r in rows)
     parts = [f"{len(rows)} run{'' if len(rows) == 1 else 's'}: {ok} ok, {len(rows) - ok} failed"]
-    if steps:
-        best = steps[-1]
-        delta = f" ({float(best['val_bpb']) - base['mean']:+.4f} vs baseline)" if base else ""
-        parts.append(f"best {best['slug']} {float(best['val_bpb']):.4f}{delta}")
+    if headline:
+        parts.append(headline)
     if rows:
         parts.append(f"last run {max(r['time'] for r in rows).replace('T', ' ').removesuffix('Z')} UTC")
     return " · ".join(parts)

@@ -9,8 +9,6 @@ if the job dies before eval.py can write one, and `reconcile` writes that row, e
 from __future__ import annotations
 
 import os
-import platform
-import re
 import shlex
 import shutil
 import subprocess
@@ -19,17 +17,15 @@ from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, pueue, slugs, status, worktrees
+from lab import gitx, jobs, ledger, pueue, runs, slugs, taxonomy, verdicts, worktrees
 
 GROUP = "lab"
-BASELINE = "main"  # `lab queue main …` runs the root checkout: the baseline
 FAILED = {"Killed", "Failed", "FailedToSpawn", "DependencyFailed", "Errored"}
 BLOCKING = {"Paused": "is paused and keeps its slot: resume it with `pueue start {id}`",
             "Stashed": "is stashed: enqueue it with `pueue enqueue {id}`",
             "Locked": "is being edited (`pueue edit`): it waits until the editor closes"}
 _OWN_FLAGS = {"--seed": "pass seeds with --seeds K", "--smoke": "run `just smoke` before queueing, not in the queue",
               "--workdir": "the queue runs the slug's own checkout"}
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 Job = namedtuple("Job", "task job row")
 Job.__doc__ = "A task of this workspace's queue: the pueue Task, its .cache/queue record, its ledger row (or None)."
@@ -49,13 +45,12 @@ def label_of(question: str, hypothesis: str) -> str:
 
 def predicted_delta(hypothesis: str) -> float | None:
     """The first number in the hypothesis, read as the predicted change of val_bpb (`expect -0.02` → -0.02)."""
-    m = _NUMBER.search(hypothesis.replace("\u2212", "-"))
-    return float(m.group()) if m else None
+    return verdicts.parse_prediction(hypothesis)[0]
 
 
 def checkout_of(root: Path, slug: str) -> Path:
     """The checkout a slug's jobs run in: the root for `main`, else its worktree on exp/SLUG."""
-    if slug == BASELINE:
+    if slug == runs.BASELINE:
         return Path(root)
     try:
         slugs.check(slug)
@@ -64,7 +59,7 @@ def checkout_of(root: Path, slug: str) -> Path:
     path = worktrees.path_of(root, slug)
     if not (path / ".git").exists():
         raise QueueError(f"no worktree {worktrees.DIR}/{slug}: start it with `lab start {slug}` "
-                         f"(or queue `{BASELINE}` for the baseline)")
+                         f"(or queue `{runs.BASELINE}` for the baseline)")
     branch = gitx.branch(path)
     if branch != worktrees.branch_of(slug):
         raise QueueError(f"{worktrees.DIR}/{slug} is on {branch!r}, not {worktrees.branch_of(slug)}: "
@@ -73,21 +68,30 @@ def checkout_of(root: Path, slug: str) -> Path:
 
 
 def smoke_gate(root: Path, checkout: Path, eval_sha: str) -> str:
-    """HEAD of `checkout` if it is clean and `just smoke` passed on it under this eval.py; else QueueError."""
+    """HEAD of `checkout` if it is clean and `just smoke` passed on its content under this eval.py; else QueueError."""
     where = os.path.relpath(checkout, root)
     loose = jobs.unclean(checkout)
     if loose:
-        shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
-        raise QueueError(f"{where} has uncommitted changes ({shown}): commit them, then `just smoke` there; "
-                         "a queued job must run a commit")
+        raise QueueError(f"{where}: {uncommitted_advice(loose, where)}; a queued job runs a commit")
     commit = gitx.head_commit(checkout)
-    passed = jobs.smoke_pass(root, commit)
-    if passed is None:
-        raise QueueError(f"`just smoke` has not passed on {where}'s HEAD {commit[:12]}: "
+    if jobs.smoke_pass(root, jobs.content_key(checkout), eval_sha) is None:
+        raise QueueError(f"`just smoke` has not passed on {where}'s HEAD {commit[:12]} under this eval.py: "
                          f"run `cd {where} && just smoke`, then queue again")
-    if passed.get("eval_sha") != eval_sha:
-        raise QueueError(f"`just smoke` passed on {commit[:12]} under another eval.py: run `cd {where} && just smoke` again")
     return commit
+
+
+def uncommitted_advice(loose: list[str], where: str) -> str:
+    """What to do about uncommitted paths, without ever advising to commit a file that is not the agent's."""
+    shown = lambda paths: ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")  # noqa: E731
+    frozen = [p for p in loose if set(taxonomy.classes_of(p)) & {"FROZEN", "HUMAN-ONLY"}]
+    mine = [p for p in loose if p not in frozen]
+    parts = []
+    if frozen:
+        parts.append(f"frozen file(s) changed: {shown(frozen)}: restore them (`git checkout main -- FILE`)")
+    if mine:
+        parts.append(f"uncommitted: {shown(mine)}: commit your own change (train.py) on the experiment branch; "
+                     "logs and outputs belong under .cache/, which git ignores")
+    return "; ".join(parts)
 
 
 def eval_command(just: str, seed: int, eval_args: list[str]) -> str:
@@ -108,35 +112,9 @@ def just_executable() -> str:
     return found
 
 
-def next_seeds(root: Path, slug: str, k: int, rows: list[dict]) -> list[int]:
-    """The k lowest seeds this slug has neither an ok row for nor a job still waiting for its row."""
-    if k < 1:
-        raise QueueError(f"--seeds {k}: queue at least one seed")
-    taken = {int(r["seed"]) for r in rows if r["slug"] == slug and r["status"] == "ok"}
-    taken |= {int(r["seed"]) for r in jobs.pending(root, {r["run_id"] for r in rows}).get(slug, [])}
-    seeds, seed = [], 0
-    while len(seeds) < k:
-        if seed not in taken:
-            seeds.append(seed)
-        seed += 1
-    return seeds
-
-
-def gpu_count() -> int:
-    """GPUs `nvidia-smi -L` lists; 0 without nvidia-smi or when it fails."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
-
-
 def setup(slots: int | None = None) -> str:
     """Create the `lab` group with one slot per GPU (1 without GPUs); idempotent. Returns what it did."""
-    gpus = gpu_count()
+    gpus = runs.gpu_count()
     want = slots if slots is not None else max(1, gpus)
     if want < 1:
         raise QueueError(f"--slots {want}: a group needs at least one slot")
@@ -166,30 +144,34 @@ def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, a
     label = label_of(question, hypothesis)
     checkout = checkout_of(root, slug)
     eval_sha = jobs.file_sha(root / "eval.py")
-    commit = smoke_gate(root, checkout, eval_sha)
+    smoke_gate(root, checkout, eval_sha)
     just = just_executable()
     rows, _ = ledger.read(ledger.ledger_path(root))
     if not foreground:
         setup_ready()
-    budget = _flag_value(eval_args, "--budget-s")
-    steps = _flag_value(eval_args, "--max-steps")
-    device = "cuda" if gpu_count() else "cpu"
-    base = {
-        "slug": slug, "checkout": str(checkout), "branch": gitx.branch(checkout), "commit": commit, "label": label,
-        "question": question.strip(), "hypothesis": hypothesis.strip(), "predicted_delta": predicted_delta(hypothesis),
-        "eval_args": list(eval_args), "budget_s": float(budget) if budget else jobs.DEFAULT_BUDGET_S[device],
-        "max_steps": int(steps) if steps else None, "device": device, "host": platform.node(), "eval_sha": eval_sha,
-        "prepare_sha": jobs.file_sha(root / "prepare.py"), "train_sha": jobs.file_sha(checkout / "train.py"), "root": str(root),
-    }
+    budget, steps, device = (_flag_value(eval_args, f) for f in ("--budget-s", "--max-steps", "--device"))
+    device = device if device and device != "auto" else ("cuda" if runs.gpu_count() else "cpu")
+    try:
+        template = runs.provenance(root, checkout, "", 0, float(budget) if budget else runs.DEFAULT_BUDGET_S[device.split(":")[0]],
+                                   int(steps) if steps else None, device, label=label,
+                                   predicted_delta=predicted_delta(hypothesis))
+    except ValueError as e:
+        raise QueueError(f"eval arguments {shlex.join(eval_args)!r}: {e}") from None
+    base = {**template, "checkout": str(checkout), "question": question.strip(), "hypothesis": hypothesis.strip(),
+            "eval_args": list(eval_args), "root": str(root)}
+    flying = runs.in_flight(root, {r["run_id"] for r in rows})
+    try:
+        chosen = runs.next_seeds(rows, slug, template["train_sha"], template, flying, seeds)
+    except ValueError as e:
+        raise QueueError(str(e)) from None
     queued = []
-    for seed in next_seeds(root, slug, seeds, rows):
+    for seed in chosen:
         job = {**base, "run_id": jobs.new_run_id(), "seed": seed, "task": None,
-               "command": eval_command(just, seed, list(eval_args)), "after": after,
-               "added": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+               "command": eval_command(just, seed, list(eval_args)), "after": after, "added": runs.utc_now()}
         while jobs.job_path(root, job["run_id"]).exists():  # two adds in the same second
             job["run_id"] = jobs.new_run_id()
-        jobs.write_job(root, job)
-        if not foreground:
+        if not foreground:  # a foreground job's record is written when it starts (run_foreground)
+            jobs.write_job(root, job)
             try:
                 _submit(root, job)
             except (pueue.PueueError, QueueError) as e:
@@ -232,11 +214,16 @@ def _submit(root: Path, job: dict) -> None:
 
 def run_foreground(added: list[dict], say=print) -> int:
     """Run the jobs now, one after another, without pueue, each in its checkout; eval.py appends their rows
-    as usual. Returns how many failed."""
+    as usual. A job's record exists only while it runs, so jobs never started (the caller was killed) leave
+    nothing behind, and one killed mid-run is a `killed` row on the next `lab status`. Returns how many failed."""
     failed = 0
     for job in added:
         say(f"foreground: {job['slug']} seed {job['seed']} run {job['run_id']}: {job['command']}")
-        failed += subprocess.run(shlex.split(job["command"]), cwd=job["checkout"], env=job_env(job)).returncode != 0
+        jobs.write_job(job["root"], job)
+        try:
+            failed += subprocess.run(shlex.split(job["command"]), cwd=job["checkout"], env=job_env(job)).returncode != 0
+        finally:
+            jobs.remove_job(job["root"], job["run_id"])
     return failed
 
 
@@ -267,18 +254,14 @@ def reason_of(task: pueue.Task) -> tuple[str, str]:
 
 
 def _utc(moment: datetime | None) -> str:
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(runs.TIME_FORMAT)
 
 
 def row_for(job: dict, state: str, reason: str, end: datetime | None = None, wall_s: float = 0.0) -> dict:
-    """The ledger row for a queued job that ended without one."""
-    return {
-        "run_id": job["run_id"], "time": _utc(end), "slug": job["slug"], "branch": job["branch"],
-        "commit": job["commit"], "dirty": False, "status": state, "reason": reason, "wall_s": round(max(wall_s, 0.0), 1),
-        "pueue_task": job["task"], "label": job["label"], "predicted_delta": job["predicted_delta"], "seed": job["seed"],
-        "budget_s": job["budget_s"], "max_steps": job["max_steps"], "device": job["device"], "host": job["host"],
-        "eval_sha": job["eval_sha"], "prepare_sha": job["prepare_sha"], "train_sha": job["train_sha"],
-    }
+    """The ledger row for a queued job that ended without one: its recorded provenance and the outcome."""
+    row = {c: job[c] for c in ledger.COLUMNS if c in job}
+    return {**row, "time": _utc(end), "status": state, "reason": reason, "wall_s": round(max(wall_s, 0.0), 1),
+            "pueue_task": job["task"]}
 
 
 def reconcile(root: Path, found: list[Job], tasks: dict[int, pueue.Task] | None = None, tail=pueue.log_tail) -> list[dict]:
@@ -325,17 +308,17 @@ def watch(root: Path) -> tuple[list[Job], list[dict], list[str]]:
     return found, added, warnings
 
 
-def describe(found: list[Job], rows: list[dict]) -> list[dict]:
+def describe(root: Path, found: list[Job], rows: list[dict]) -> list[dict]:
     """One plain dict per job for `lab queue status`: state, runtime, and the row's metric vs the prediction."""
-    base = status.baseline_of(rows)
+    base = verdicts.noise(rows, runs.main_train_sha(root))
     now = datetime.now(timezone.utc)
     out = []
     for j in found:
         t, row = j.task, j.row
         runtime = ((t.end or now) - t.start).total_seconds() if t.start else None
         observed = None
-        if row and row["status"] == "ok" and base and status.comparable(row, base):
-            observed = float(row["val_bpb"]) - base["mean"]
+        if row and row["status"] == "ok" and base and verdicts.key(row) == verdicts.key(base.key):
+            observed = float(row["val_bpb"]) - base.mean
         out.append({
             "task": t.id, "run_id": j.job["run_id"], "slug": j.job["slug"], "seed": j.job["seed"], "state": t.state,
             "result": t.result if t.result != "Failed" else f"Failed ({t.detail})", "runtime_s": runtime,

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ideas, ledger, slugs, status, verdicts
+from lab import files, ideas, ledger, runs, slugs, verdicts
 
 FOLDER = "9_reports"
 TEMPLATE = "_TEMPLATE.md"
-BASELINE_SLUGS = verdicts.BASELINE_SLUGS
 TABLE_COLUMNS = ("run_id", "slug", "seed", "status", "val_bpb", "steps", "tokens")
 NOTE_CHARS = 100
 
@@ -50,8 +49,8 @@ def write(root: Path, slug: str, now: datetime | None = None,
     rows, problems = ledger.read(results)
     for problem in problems:
         warn(f"warning: {problem} (line left out of the report)")
-    runs = [r for r in rows if r["slug"] == slug]
-    if not runs:
+    runs_of = [r for r in rows if r["slug"] == slug]
+    if not runs_of:
         raise ReportError(f"no runs of '{slug}' in results.tsv: run `just eval` in 5_worktrees/{slug} first")
     template = root / FOLDER / TEMPLATE
     if not template.is_file():
@@ -60,28 +59,23 @@ def write(root: Path, slug: str, now: datetime | None = None,
     now = now or datetime.now()
     path = root / FOLDER / f"{now:%Y-%m-%d}_{slug}.md"
     try:
-        judged = verdicts.verdict(rows, slug, train_sha=status.main_train_sha(root))
-        verdict = (judged.kind, judged.reason)
+        judged = verdicts.verdict(rows, slug, train_sha=runs.main_train_sha(root))
     except verdicts.VerdictError as e:
-        verdict = ("TODO", f"none yet: {e}")
-    text = render(template.read_text(encoding="utf-8"), idea, prediction, runs, baseline_rows(rows, runs), root, now,
-                  verdict)
+        judged = e
+    text = render(template.read_text(encoding="utf-8"), idea, prediction, runs_of, rows, root, now, judged)
     _write_new(path, text)
     if idea.status == "done":  # a report closes a finished experiment; other states are the agent's call
         ideas.set_status(root, slug, "reported")
     return path
 
 
-def baseline_rows(rows: list[dict[str, str]], runs: list[dict[str, str]]) -> list[dict[str, str]]:
-    """ok rows of main/baseline comparable (program.md §1) with the slug's ok rows (all its rows if none is ok)."""
-    basis = [r for r in runs if r["status"] == "ok"] or runs
-    keys = {verdicts.key(r) for r in basis}
-    return [r for r in rows if r["slug"] in BASELINE_SLUGS and r["status"] == "ok" and verdicts.key(r) in keys]
+def render(template: str, idea: ideas.Idea, prediction: str, slug_rows: list[dict[str, str]], rows: list[dict[str, str]],
+           root: Path, now: datetime, judged: verdicts.Verdict | verdicts.VerdictError) -> str:
+    """The report's text: the template with front matter, title, Setup, Results and Observed vs expected filled.
 
-
-def render(template: str, idea: ideas.Idea, prediction: str, runs: list[dict[str, str]],
-           base: list[dict[str, str]], root: Path, now: datetime, verdict: tuple[str, str] = ("TODO", "")) -> str:
-    """The report's text: the template with front matter, title, Setup, Results and Observed vs expected filled."""
+    Every number comes from the verdict: its rows, its difference of means and its interval; rows it
+    leaves out are listed with the reason, never pooled into a mean.
+    """
     front, body = _split_front(template)
     try:
         idea_path = idea.path.resolve().relative_to(root.resolve()).as_posix()
@@ -92,12 +86,15 @@ def render(template: str, idea: ideas.Idea, prediction: str, runs: list[dict[str
     preamble, sections = _sections(body)
     # The template's own comment is about copying the template; the report keeps only its title.
     preamble = re.sub(r"<!--.*?-->\n?", "", preamble, flags=re.S)
-    preamble = re.sub(r"^# .*$", f"# {idea.slug}: {idea.title} — verdict: {verdict[0]}", preamble, count=1, flags=re.M)
-    ok, ok_base = _bpb(runs), _bpb(base)
+    kind = judged.kind if isinstance(judged, verdicts.Verdict) else "TODO"
+    preamble = re.sub(r"^# .*$", f"# {idea.slug}: {idea.title} — verdict: {kind}", preamble, count=1, flags=re.M)
+    counted = set(judged.run_ids) if isinstance(judged, verdicts.Verdict) else set()
+    base_ids = set(judged.base_run_ids) if isinstance(judged, verdicts.Verdict) else set()
+    base = [r for r in rows if r["run_id"] in base_ids]
     fills = {
-        "Setup": _setup(runs, base),
-        "Results": _results(sections.get("Results", ""), idea.slug, runs, base, ok, ok_base),
-        "Observed vs expected": _observed(prediction, idea.slug, ok, ok_base, verdict[1]),
+        "Setup": _setup(slug_rows, base),
+        "Results": _results(sections.get("Results", ""), idea.slug, slug_rows, base, counted, judged),
+        "Observed vs expected": _observed(prediction, idea.slug, judged),
     }
     missing = [name for name in fills if name not in sections]
     if missing:
@@ -142,23 +139,20 @@ def _distinct(rows: list[dict[str, str]], column: str) -> str:
     return ", ".join(v or "—" for v in values) or "—"
 
 
-def _setup(runs: list[dict[str, str]], base: list[dict[str, str]]) -> str:
-    commits = list(dict.fromkeys(r["commit"][:12] + (" (dirty)" if r["dirty"] == "1" else "") for r in runs))
+def _setup(slug_rows: list[dict[str, str]], base: list[dict[str, str]]) -> str:
+    commits = list(dict.fromkeys(r["commit"][:12] + (" (dirty)" if r["dirty"] == "1" else "") for r in slug_rows))
     lines = [
         f"- commits: {', '.join(c or '—' for c in commits)}",
-        f"- budget_s: {_distinct(runs, 'budget_s')}; max_steps: {_distinct(runs, 'max_steps')}",
-        f"- seeds: {_distinct(runs, 'seed')}",
-        f"- devices: {_distinct(runs, 'device')}",
-        f"- eval_sha: {_distinct(runs, 'eval_sha')}; data_sha: {_distinct(runs, 'data_sha')}",
-        f"- train_sha: {_distinct(runs, 'train_sha')} "
+        f"- budget: {', '.join(dict.fromkeys(runs.budget_text(r) for r in slug_rows))}"
+        f" (baseline: {', '.join(dict.fromkeys(runs.budget_text(r) for r in base)) or 'no comparable rows'})",
+        f"- seeds: {_distinct(slug_rows, 'seed')}",
+        f"- devices: {_distinct(slug_rows, 'device')}",
+        f"- eval_sha: {_distinct(slug_rows, 'eval_sha')}; data_sha: {_distinct(slug_rows, 'data_sha')}",
+        f"- train_sha: {_distinct(slug_rows, 'train_sha')} "
         f"(baseline: {_distinct(base, 'train_sha') if base else 'no comparable rows'})",
         "- change: TODO (what changed in train.py, one or two sentences, and the diff size)",
     ]
     return "\n".join(lines)
-
-
-def _bpb(rows: list[dict[str, str]]) -> list[float]:
-    return [float(r["val_bpb"]) for r in rows if r["status"] == "ok"]
 
 
 def _cell(text: str) -> str:
@@ -172,38 +166,48 @@ def _row(row: dict[str, str], note: str) -> str:
 
 def _summary(values: list[float]) -> str:
     if not values:
-        return "no ok runs"
+        return "no counted runs"
     std = f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
     return f"{statistics.mean(values):.4f} ± {std} (n={len(values)})"
 
 
-def _results(section: str, slug: str, runs: list[dict[str, str]], base: list[dict[str, str]],
-             ok: list[float], ok_base: list[float]) -> str:
+def _note(row: dict[str, str], counted: set[str]) -> str:
+    if row["status"] != "ok":
+        return row["reason"]
+    return ("counted" if row["run_id"] in counted else "not counted (another budget, grader, device or train.py, "
+            "or a repeated seed)") + (f"; {row['label']}" if row["label"] else "")
+
+
+def _results(section: str, slug: str, slug_rows: list[dict[str, str]], base: list[dict[str, str]], counted: set[str],
+             judged: verdicts.Verdict | verdicts.VerdictError) -> str:
     table = [line for line in section.splitlines() if line.startswith("|")][:2]  # the template's header rows
     if len(table) < 2:
         raise ReportError(f"{FOLDER}/{TEMPLATE} has no table header in '## Results': restore it from main")
-    table += [_row(r, r["reason"] if r["status"] != "ok" else r["label"]) for r in runs]
-    table += [_row(r, "baseline" + (f": {r['label']}" if r["label"] else "")) for r in base]
-    lines = ["", f"- {slug}: val_bpb {_summary(ok)}", f"- baseline: val_bpb {_summary(ok_base)}",
-             f"- difference of means ({slug} − baseline): {_difference(ok, ok_base)}"]
+    table += [_row(r, _note(r, counted)) for r in slug_rows]
+    table += [_row(r, "baseline, counted" + (f"; {r['label']}" if r["label"] else "")) for r in base]
+    mine = [float(r["val_bpb"]) for r in slug_rows if r["run_id"] in counted]
+    lines = ["", f"- {slug}: val_bpb {_summary(mine)}", f"- baseline: val_bpb {_summary([float(r['val_bpb']) for r in base])}",
+             f"- effect ({slug} − baseline, the verdict's): {effect(judged)}"]
     return "\n".join(table + lines)
 
 
-def _difference(ok: list[float], ok_base: list[float]) -> str:
-    if not ok:
-        return "n/a (no ok runs)"
-    if not ok_base:
-        return "n/a (no comparable baseline rows: run the baseline seeds from the root checkout)"
-    return f"{statistics.mean(ok) - statistics.mean(ok_base):+.4f}"
+def effect(judged: verdicts.Verdict | verdicts.VerdictError) -> str:
+    """The one effect size of an experiment: the verdict's difference of means and its 95% interval."""
+    if not isinstance(judged, verdicts.Verdict):
+        return f"n/a ({judged})"
+    if judged.diff is None:
+        return "n/a (no comparable ok runs on one side)"
+    interval = f" (95% CI {judged.lo:+.4f} to {judged.hi:+.4f})" if judged.lo is not None else " (no interval below 2 seeds a side)"
+    return f"{judged.diff:+.4f} val_bpb{interval}, {judged.n_exp} vs {judged.n_base} seeds"
 
 
-def _observed(prediction: str, slug: str, ok: list[float], ok_base: list[float], judged: str = "") -> str:
+def _observed(prediction: str, slug: str, judged: verdicts.Verdict | verdicts.VerdictError) -> str:
     quoted = "\n".join(f"> {line}".rstrip() for line in prediction.strip().splitlines())
     quoted = quoted or "> (the idea's Prediction section is empty)"
+    line = judged.reason if isinstance(judged, verdicts.Verdict) else f"none yet: {judged}"
     return (f"Predicted (idea file, word for word):\n\n{quoted}\n\n"
-            f"Observed: difference of means ({slug} − baseline) {_difference(ok, ok_base)}; "
-            f"{slug} {_summary(ok)}, baseline {_summary(ok_base)}.\n\n"
-            f"Statistical verdict (`lab verdict {slug}`): {judged or 'none yet'}\n\n"
+            f"Observed ({slug} − baseline): {effect(judged)}.\n\n"
+            f"Statistical verdict (`lab verdict {slug}`): {line}\n\n"
             "Prediction: TODO (held / missed / wrong direction)")
 
 

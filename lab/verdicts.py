@@ -46,9 +46,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lab import stats
+from lab.runs import BASELINE_SLUGS
 
 COMPARABLE = ("eval_sha", "prepare_sha", "data_sha", "budget_s", "max_steps", "device")
-BASELINE_SLUGS = ("main", "baseline")
 ALPHA = 0.05  # the false-keep rate allowed over all looks of one experiment
 LOOKS = (3, 5, 8)  # seeds of the experiment at which it is judged
 POWER = 0.8  # the power `mde` plans for

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, run_env
-from lab import guard, ideas, journal, ledger, reports
+from lab import guard, ideas, journal, ledger, reports, runs, verdicts
 
 JOURNAL = "RESEARCH_JOURNAL.md"
 RUN_A, RUN_B, RUN_CRASH = "20261123-110000-abcd", "20261123-111500-0f0f", "20261123-113000-dead"
@@ -218,8 +218,11 @@ def test_report_prefills_runs_baseline_means_and_prediction(ws: Path) -> None:
     results = ws / ledger.FILENAME
     ledger.append(make_row(run_id=RUN_CRASH, seed=2, status="crash", val_bpb=None,
                            reason="train.py exited 1: CUDA out of memory"), results)
+    main_sha = runs.main_train_sha(ws)  # the baseline is main's train.py: rows of another never count
     for i, v in enumerate([1.53, 1.54, 1.55]):
-        ledger.append(make_row(run_id=f"base-{i}", slug="main", branch="main", seed=i, val_bpb=v), results)
+        ledger.append(make_row(run_id=f"base-{i}", slug="main", branch="main", seed=i, val_bpb=v, train_sha=main_sha),
+                      results)
+    ledger.append(make_row(run_id="base-old-train", slug="main", seed=4, val_bpb=1.1), results)
     ledger.append(make_row(run_id="base-old-eval", slug="main", eval_sha="e" * 16, val_bpb=1.0), results)
     ledger.append(make_row(run_id="base-cpu", slug="baseline", device="cpu", val_bpb=2.0), results)
     ledger.append(make_row(run_id="base-crash", slug="main", status="crash", reason="x", val_bpb=None), results)
@@ -231,13 +234,15 @@ def test_report_prefills_runs_baseline_means_and_prediction(ws: Path) -> None:
     assert path.parent == ws / "9_reports" and path.name.endswith("_wider.md")
     text = path.read_text()
     assert text.startswith(f"---\nslug: wider\nidea: 1_ideas/{idea.path.name}\nbranch: exp/wider\ndate: ")
-    assert "# wider: Idea wider — verdict: TODO" in text
+    assert "# wider: Idea wider — verdict: inconclusive" in text
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0][2:] for line in table[1:]] == [RUN_A, RUN_B, RUN_CRASH, "base-0", "base-1", "base-2"]
     assert "CUDA out of memory" in table[3] and "| crash |" in table[3]
     assert "- wider: val_bpb 1.5100 ± 0.0141 (n=2)" in text
     assert "- baseline: val_bpb 1.5400 ± 0.0100 (n=3)" in text
-    assert "difference of means (wider − baseline): -0.0300" in text
+    v = verdicts.verdict(ledger.read(results)[0], "wider", train_sha=main_sha)
+    assert f"- effect (wider − baseline, the verdict's): {v.diff:+.4f} val_bpb (95% CI {v.lo:+.4f} to {v.hi:+.4f}), 2 vs 3 seeds" in text
+    assert f"{v.diff:+.4f}" == "-0.0300" and f"Observed (wider − baseline): {v.diff:+.4f}" in text
     assert "> val_bpb −0.02 ± 0.01 vs baseline; steps unchanged." in text
     assert "- seeds: 0, 1, 2" in text and "- devices: cuda" in text
     for section in ("## Observations\n<!--", "## Inferences\n<!--", "## Next\n<!--"):
@@ -253,7 +258,7 @@ def test_report_with_only_crashes_says_no_ok_runs_and_keeps_status(ws: Path) -> 
     path = reports.write(ws, "crashy", now=datetime(2030, 1, 2, 3, 4))
     text = path.read_text()
     assert path.name == "2030-01-02_crashy.md"
-    assert "| crash-1 | crashy | 0 | crash |" in text and "no ok runs" in text
+    assert "| crash-1 | crashy | 0 | crash |" in text and "no counted runs" in text
     assert ideas.find(ws, "crashy").status == "running"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_env
-from lab import ideas, ledger, status
+from lab import ideas, ledger, runs, status, verdicts
 
 ROW = {"run_id": "r", "time": "2026-11-23T09:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,
        "status": "ok", "reason": "", "val_bpb": 2.50, "wall_s": 10.0, "seed": 0, "budget_s": 300.0, "device": "cuda",
@@ -28,14 +28,24 @@ def lab(ws: Path, *args: str) -> subprocess.CompletedProcess:
 def add_rows(ws: Path, rows: list[dict]) -> None:
     with open(ws / "results.tsv", "a") as f:
         # rows of main's train.py: the baseline counts only those (a merge starts a new baseline)
-        f.write("".join(ledger.format_row({**ROW, "train_sha": status.main_train_sha(ws), **r}) for r in rows))
+        f.write("".join(ledger.format_row({**ROW, "train_sha": runs.main_train_sha(ws), **r}) for r in rows))
 
 
 def test_empty_workspace_says_baseline_first(workspace):
     s = status.summarize(workspace)
     assert s.runs == 0 and s.baseline is None and s.best is None
-    assert s.next_step.startswith("BASELINE: from the root checkout run `just eval --seed 0`")
+    assert s.step == {"kind": "BASELINE", "say": "0 of 3 baseline seeds at 60 s so far; from the root checkout:",
+                      "command": "just eval --seed 0"}
     assert lab(workspace, "next").stdout.startswith("BASELINE")
+    assert json.loads(lab(workspace, "next", "--json").stdout)["command"] == "just eval --seed 0"
+
+
+def test_the_baseline_budget_is_carried_into_the_next_command(workspace):
+    add_rows(workspace, [{"run_id": "b9", "seed": 1, "budget_s": 60.0, "device": "cpu"},  # another budget: takes no seed
+                         {"run_id": "b0", "seed": 0, "max_steps": 8, "budget_s": 60.0, "device": "cpu"}])
+    s = status.summarize(workspace)
+    assert s.step["command"] == "just eval --seed 1 --max-steps 8"
+    assert "1 of 3 baseline seeds at 8 steps" in s.step["say"] and s.baseline["budget"] == "8 steps"
 
 
 def test_baseline_best_and_next_steps(workspace):
@@ -43,17 +53,30 @@ def test_baseline_best_and_next_steps(workspace):
     add_rows(workspace, [{"run_id": "x1", "slug": "wider", "val_bpb": 2.40},
                          {"run_id": "x2", "slug": "other", "val_bpb": 2.30, "budget_s": 60.0},  # not comparable
                          {"run_id": "x3", "slug": "wider", "status": "crash", "reason": "boom", "val_bpb": ""}])
+    add_rows(workspace, [{"run_id": "x4", "slug": "wider", "val_bpb": 2.41, "seed": 1},
+                         {"run_id": "x5", "slug": "wider", "val_bpb": 2.39, "seed": 2}])
     s = status.summarize(workspace)
-    assert s.baseline["n"] == 3 and abs(s.baseline["mean"] - 2.50) < 1e-9
-    assert s.best["run_id"] == "x1" and abs(s.best["delta"] + 0.10) < 1e-9
-    assert s.next_step.startswith("IDEATE")
+    assert s.baseline["n"] == 3 and abs(s.baseline["mean"] - 2.50) < 1e-9 and s.baseline["budget"] == "300 s"
+    v = verdicts.verdict(ledger.read(workspace / "results.tsv")[0], "wider", train_sha=runs.main_train_sha(workspace))
+    assert v.kind == "keep" and abs(v.diff + 0.10) < 1e-9
+    # the effect size is the verdict's difference of means with its interval, never the best seed (2.39)
+    assert s.best == {"slug": "wider", "diff": v.diff, "lo": v.lo, "hi": v.hi, "reason": v.reason}
+    assert s.effects["wider"] == status.effect_text(v) and f"{v.diff:+.4f}" in s.effects["wider"]
+    assert "other" in s.verdicts  # a slug without a worktree keeps its verdict
+    assert s.next_step.startswith("NOTES")  # the rows are uncommitted notes on main
+    subprocess.run(["git", "commit", "-qam", "rows"], cwd=workspace, check=True, env=run_env())
+    assert status.summarize(workspace).next_step.startswith("IDEATE")
     ideas.new(workspace, "lower-lr", "Halve the learning rate")
-    assert status.summarize(workspace).next_step.startswith("CRITIQUE: `lab idea critique lower-lr")
+    subprocess.run(["git", "add", "-A"], cwd=workspace, check=True)
+    subprocess.run(["git", "commit", "-qm", "idea"], cwd=workspace, check=True, env=run_env())
+    step = status.summarize(workspace).step
+    assert step["kind"] == "CRITIQUE" and step["command"] == "lab idea critique lower-lr --from .cache/critiques/lower-lr.md"
     ideas.append_critique(workspace, "lower-lr", "Strongest objection: none.\nVerdict: run")
     ideas.rate(workspace, "lower-lr", 4)
-    assert status.summarize(workspace, want_waiting=1).next_step == "IMPLEMENT: `lab start lower-lr` (rated 4: Halve the learning rate)"
+    subprocess.run(["git", "commit", "-qam", "critique"], cwd=workspace, check=True, env=run_env())
+    assert status.summarize(workspace, want_waiting=1).step["command"] == "lab start lower-lr"
     out = json.loads(lab(workspace, "status", "--json").stdout)
-    assert out["runs"] == 6 and out["ideas"]["critiqued"] == 1 and out["best"]["slug"] == "wider"
+    assert out["runs"] == 8 and out["ideas"]["critiqued"] == 1 and out["best"]["slug"] == "wider"
 
 
 def test_status_warns_about_torn_lines_pending_globals_and_drift(workspace):
@@ -63,7 +86,6 @@ def test_status_warns_about_torn_lines_pending_globals_and_drift(workspace):
     (workspace / "eval.py").write_text((workspace / "eval.py").read_text() + "\n# drift\n")
     warnings = status.summarize(workspace).warnings
     assert any("torn last line" in w for w in warnings)
-    assert any("uncommitted global file(s) on main: results.tsv" in w for w in warnings)
     assert any("frozen file(s) changed without META_MODE: eval.py" in w for w in warnings)
     assert status.summarize(workspace).next_step.startswith("FIX: ")
 

@@ -91,17 +91,37 @@ def _run_critic(argv: list[str], prompt: str, cwd: Path, timeout_s: float) -> st
     return out
 
 
+def _read_answer(source: Path) -> str:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ideas.IdeaError(f"--from {source}: no such file: save the critic's answer there first") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ideas.IdeaError(f"--from {source}: cannot read it as UTF-8 text ({e})") from None
+    if not text.strip():
+        raise ideas.IdeaError(f"--from {source} is empty: nothing appended")
+    return text
+
+
 @app.command()
 def critique(
     slug: str = typer.Argument(..., help="The idea's slug."),
     command: str = typer.Option("", "--with", help="Critic command, e.g. 'claude -p'; gets the prompt on stdin."),
+    source: Path | None = typer.Option(None, "--from", help="A file holding the critic's answer (e.g. a subagent's)."),
     timeout_s: float = typer.Option(600.0, "--timeout-s", help="Kill the critic command after this many seconds."),
 ) -> None:
-    """Print the critic's prompt; with --with CMD, run CMD on it and append its answer under ## Critique."""
+    """Print the critic's prompt; append a critique under ## Critique from --with CMD (run on it) or --from FILE."""
     try:
         root = _root()
         idea = ideas.find(root, slug)
         prompt = ideas.critique_prompt(idea)
+        if command and source:
+            raise ideas.IdeaError("--with and --from both given: the critique comes from one of them")
+        if source:
+            idea = ideas.append_critique(root, slug, _read_answer(source))
+            typer.echo(f"{idea.path}: critique appended from {source}, status {idea.status}; "
+                       f"now `lab idea rate {slug} N` (1-5)")
+            return
         if not command:
             typer.echo(prompt, nl=False)
             return

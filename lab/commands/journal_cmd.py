@@ -27,8 +27,16 @@ def add(
     title: str = typer.Argument(..., help="One line, at most 120 characters."),
     body: str | None = typer.Option(None, "--body", help="The entry's text; default: read from stdin. "
                                     "Needs an **Observation:** and an **Inference:** line; cite runs by run_id."),
+    source: Path | None = typer.Option(None, "--from", help="A file holding the entry's text."),
 ) -> None:
     """Add a dated entry at the top of the ROOT checkout's journal (also from a worktree)."""
+    if body is not None and source is not None:
+        _fail("--body and --from both given: the entry's text comes from one of them")
+    if source is not None:
+        try:
+            body = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(f"--from {source}: cannot read it ({e.strerror if isinstance(e, OSError) else e})")
     if body is None:
         if sys.stdin.isatty():
             _fail(f"no body: pass --body TEXT or pipe it on stdin, written as {journal.FORMAT}")

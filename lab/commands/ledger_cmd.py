@@ -44,8 +44,9 @@ def show(
     if not rows:
         typer.echo(f"{target}: no runs yet (run `just eval`)")
         return
-    columns = ["run_id", "slug", "status", "val_bpb", "seed", "budget_s", "train_s", "steps", "params", "reason"]
+    columns = ["run_id", "slug", "status", "val_bpb", "seed", "budget_s", "max_steps", "train_s", "steps", "params", "reason"]
     table = pl.DataFrame(rows[-n:]).select(columns)
-    with pl.Config(tbl_rows=n, tbl_cols=len(columns), fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True):
+    # Wide enough that no run id (the thing you cite) is ever wrapped; long reasons are cut at 60 characters.
+    with pl.Config(tbl_rows=n, tbl_cols=len(columns), fmt_str_lengths=60, tbl_width_chars=400,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         typer.echo(table)

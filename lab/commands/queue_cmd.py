@@ -68,7 +68,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object p
     """This workspace's jobs: label, state, runtime, result, and the row's val_bpb and delta vs predicted."""
     where = _root()
     found, added, warnings, rows = _watch(where, "lab queue status")
-    described = core.describe(found, rows)
+    described = core.describe(where, found, rows)
     if as_json:
         typer.echo(json.dumps({"jobs": described, "rows_added": [r["run_id"] for r in added], "warnings": warnings},
                               indent=1, ensure_ascii=False))
@@ -125,7 +125,7 @@ def wait(
     except pueue.PueueError as e:
         _fail("lab wait", e)
     found, _, _, rows = _watch(where, "lab wait")
-    described = [d for d in core.describe(found, rows) if d["task"] in targets]
+    described = [d for d in core.describe(where, found, rows) if d["task"] in targets]
     for d in described:
         typer.echo(core.line_of(d))
     if not finished:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
+from lab import gitx
 from lab import status as core
-from lab.commands.common import root
+from lab.commands.common import fail, root
 
 
 def _root() -> Path:
@@ -17,8 +18,8 @@ def _root() -> Path:
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
-    """Meta mode, ideas, worktrees, latest runs, best vs baseline, warnings and the next step."""
-    s = core.summarize(_root())
+    """Meta mode, ideas, worktrees, baseline, verdicts, proposed merges, latest runs, warnings and the next step."""
+    s = _summary()
     if as_json:
         typer.echo(json.dumps(asdict(s), indent=2))
         return
@@ -26,26 +27,38 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
     typer.echo("ideas: " + ", ".join(f"{n} {k}" for k, n in s.ideas.items() if n) if any(s.ideas.values()) else "ideas: none yet")
     for t in s.worktrees:
         typer.echo(f"worktree {t['slug']:24s} {t['branch']:28s} ahead {t['ahead']:3d}  {'dirty' if t['dirty'] else 'clean'}  rows {t['rows']}")
-    for slug, line in s.verdicts.items():
+    typer.echo(core.baseline_line(s.baseline))
+    typer.echo(core.best_line(s.best))
+    for slug, line in s.effects.items():
         typer.echo(f"verdict {slug}: {line}")
-    b = s.baseline
-    typer.echo(f"baseline: val_bpb {b['mean']:.4f} ± {b['std']:.4f} (n={b['n']}, budget {b['budget_s']}s)" if b else "baseline: none yet")
-    if s.best:
-        delta = f" ({s.best['delta']:+.4f} vs baseline)" if s.best["delta"] is not None else ""
-        typer.echo(f"best: {s.best['slug']} val_bpb {s.best['val_bpb']:.4f}{delta}, run {s.best['run_id']}")
-    typer.echo(f"runs: {s.runs}")
+    if s.proposed_merges:
+        typer.echo("proposed merges (the human's call, `lab merge SLUG` in META_MODE): " + ", ".join(s.proposed_merges))
+    flying = ", ".join(f"{n} {slug}" for slug, n in s.in_flight.items())
+    typer.echo(f"runs: {s.runs}" + (f" ({flying} in flight)" if flying else ""))
     for r in s.latest:
-        typer.echo(f"  {r['run_id']:24s} {r['slug']:20s} seed {r['seed']:>3s} {r['status']:8s} {r['val_bpb'] or r['reason'][:50]}")
+        typer.echo(f"  {r['run_id']:22s} {r['slug']:20s} seed {r['seed']:>3s} {r['budget']:>10s} {r['status']:8s} "
+                   f"{r['val_bpb'] or r['reason'][:50]}")
     for w in s.warnings:
         typer.echo(f"warning: {w}")
     typer.echo(f"next: {s.next_step}")
 
 
-def next_(ideas: int = typer.Option(30, "--ideas", help="Critiqued ideas to keep waiting before implementing.")) -> None:
-    """The single next step of program.md's loop."""
-    typer.echo(core.summarize(_root(), want_waiting=ideas).next_step)
+def _summary() -> core.Summary:
+    try:
+        return core.summarize(_root())
+    except (ValueError, gitx.GitError) as e:
+        fail(f"lab: {e}")
+
+
+def next_(as_json: bool = typer.Option(False, "--json", help="kind, say and command as JSON.")) -> None:
+    """The single next step of program.md's loop, with the command to run when one line does it."""
+    s = _summary()
+    typer.echo(json.dumps(s.step) if as_json else s.next_step)
 
 
 def digest() -> None:
     """What to read at the start of every cycle (at most 4,000 characters)."""
-    typer.echo(core.digest(_root()), nl=False)
+    try:
+        typer.echo(core.digest(_root()), nl=False)
+    except (ValueError, gitx.GitError) as e:
+        fail(f"lab: {e}")

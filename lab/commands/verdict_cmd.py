@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas, ledger, pueue, status, verdicts
+from lab import gitx, ideas, ledger, pueue, runs, status, verdicts
 from lab import queue as q
 from lab.commands.common import fail, root
 
@@ -42,7 +42,7 @@ def baseline(
             typer.echo(f"lab baseline: no queue ({e}); running in the foreground", err=True)
             foreground = True
     try:
-        added = q.add(where, q.BASELINE, question, hypothesis, seeds, None, eval_args or [], foreground)
+        added = q.add(where, runs.BASELINE, question, hypothesis, seeds, None, eval_args or [], foreground)
     except (q.QueueError, pueue.PueueError, gitx.GitError, ledger.LedgerError, ValueError) as e:
         fail(f"lab baseline: {e}")
     if not foreground:
@@ -55,7 +55,7 @@ def baseline(
 def noise(as_json: bool = typer.Option(False, "--json")) -> None:
     """The baseline's mean, std and minimum detectable effect, from comparable ok rows only."""
     where = _root()
-    n = verdicts.noise(_rows(where), status.main_train_sha(where))
+    n = verdicts.noise(_rows(where), runs.main_train_sha(where))
     if n is None:
         fail("lab noise: no ok baseline rows yet: run `just baseline` (3 seeds of the unmodified baseline)")
     if as_json:
@@ -77,7 +77,7 @@ def verdict(
     """keep / discard / inconclusive (run K more seeds), from Welch's interval against the baseline's seeds."""
     where = _root()
     try:
-        v = verdicts.verdict(_rows(where), slug, min_effect=min_effect, train_sha=status.main_train_sha(where))
+        v = verdicts.verdict(_rows(where), slug, min_effect=min_effect, train_sha=runs.main_train_sha(where))
     except verdicts.VerdictError as e:
         fail(f"lab verdict: {e}")
     typer.echo(json.dumps(asdict(v), indent=1) if as_json else f"{slug}: {v.reason}")  # the reason starts with the kind
@@ -88,7 +88,7 @@ def calibration(as_json: bool = typer.Option(False, "--json")) -> None:
     where = _root()
     predictions = {i.slug: ideas.prediction(i) for i in ideas.all_ideas(where)}  # text; parsed by verdicts
     try:
-        c = verdicts.calibration(_rows(where), predictions, train_sha=status.main_train_sha(where))
+        c = verdicts.calibration(_rows(where), predictions, train_sha=runs.main_train_sha(where))
     except verdicts.VerdictError as e:
         fail(f"lab calibration: {e}")
     if as_json:
@@ -107,18 +107,18 @@ def calibration(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def plot(out: Path = typer.Option(Path("9_reports/progress.png"), "--out", help="Where the PNG goes (relative to the root).")) -> None:
-    """Draw every run over time, the baseline band and the best-so-far frontier into a PNG."""
+    """Draw every run over time, the baseline band and the best-so-far frontier into a PNG (git ignores it)."""
     from lab import plot as drawing  # matplotlib only for this command
 
     where = _root()
     path = out if out.is_absolute() else where / out
     rows = _rows(where)
-    train_sha = status.main_train_sha(where)
-    kept = None  # without a baseline nothing is judged yet: every experiment may draw the frontier
-    if verdicts.noise(rows, train_sha) is not None:
-        judged = status.verdicts_for(rows, sorted({r["slug"] for r in rows}), train_sha)
-        kept = {slug for slug, v in judged.items() if v.kind == "keep"}
-    written = drawing.plot(rows, path, kept=kept, title=f"lab: {where.name}")
+    train_sha = runs.main_train_sha(where)
+    base = status.baseline_of(rows, train_sha)
+    judged = status.verdicts_for(rows, train_sha)
+    kept = {slug for slug, v in judged.items() if v.kind == "keep"} if base else None
+    written = drawing.plot(rows, path, kept=kept, title=f"lab: {where.name}", base=base,
+                           headline=status.best_line(status.best_of(judged)) if base else "")
     typer.echo(f"wrote {written}")
 
 
