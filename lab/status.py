@@ -366,7 +366,7 @@ def best_line(best: dict | None) -> str:
     if not best:
         return "best: no kept experiment yet"
     interval = f" (95% CI {best['lo']:+.4f} to {best['hi']:+.4f})" if best["lo"] is not None else ""
-    return f"best: {best['slug']} keep {best['diff']:+.4f} val_bpb vs baseline{interval}"
+    return f"best: {best['slug']} keep {best['diff']:+.4f} val_bpb{interval} vs the baseline"
 
 
 def digest(root: Path, k: int = 8) -> str:

@@ -8,7 +8,6 @@ status output from tests/fixtures/pueue with a run id put into a task's environm
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
-from lab import ideas, jobs, ledger, pueue, queue
+from lab import ideas, jobs, ledger, pueue, queue, runs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pueue"
 Q, H = "does a lower lr help?", "expect -0.02 val_bpb"
@@ -61,7 +60,7 @@ def test_gate_then_foreground_jobs_land_rows_with_run_id_label_and_prediction(wo
     just(tree, "smoke", "--source", str(corpus), "--budget-s", "1")
     (tree / "train.py").write_text((tree / "train.py").read_text() + "\n# uncommitted\n")
     dirty = lab(workspace, "queue", "lower-lr", "--q", Q, "--h", H, "--foreground")
-    assert dirty.returncode == 1 and "uncommitted changes (train.py)" in dirty.stderr
+    assert dirty.returncode == 1 and "uncommitted: train.py" in dirty.stderr
     git("checkout", "--", "train.py", cwd=tree)
 
     before = rows_of(workspace)
@@ -69,15 +68,16 @@ def test_gate_then_foreground_jobs_land_rows_with_run_id_label_and_prediction(wo
              "--", "--source", str(corpus), "--max-steps", "2")
     assert ok.returncode == 0, ok.stderr[-3000:]
     new = rows_of(workspace)[len(before):]
-    records = [json.loads(p.read_text()) for p in (workspace / jobs.QUEUE_DIR).glob("*.json")]
     assert [r["status"] for r in new] == ["ok", "ok"]
     assert [r["seed"] for r in new] == ["0", "1"]
-    assert {r["run_id"] for r in new} == {r["run_id"] for r in records}
+    assert all(f"run {r['run_id']}:" in ok.stderr for r in new)  # the run ids it announced are the rows'
+    # a foreground job's record lives only while it runs: nothing is left to look in flight or orphaned
+    assert list((workspace / jobs.QUEUE_DIR).glob("*.json")) == [] and list((workspace / jobs.RUNNING_DIR).glob("*"))  == []
     assert all(r["label"] == f"Q: {Q} H: {H}" and r["predicted_delta"] == "-0.02" and r["pueue_task"] == "" for r in new)
     assert all(r["commit"] == git("rev-parse", "HEAD", cwd=tree).strip() for r in new)
 
     # the next --seeds picks the seeds that have no ok row yet
-    assert queue.next_seeds(workspace, "lower-lr", 2, rows_of(workspace)) == [2, 3]
+    assert runs.next_seeds(rows_of(workspace), "lower-lr", new[0]["train_sha"], new[0], [], 2) == [2, 3]
 
 
 def test_a_queued_run_id_lands_with_its_task_and_is_never_recorded_twice(workspace, corpus):
@@ -115,7 +115,7 @@ def _status_with_run_ids(root: Path, run_ids: dict[int, str]) -> dict[int, pueue
     for task_id, run_id in run_ids.items():
         raw["tasks"][str(task_id)]["envs"]["LAB_RUN_ID"] = run_id
         jobs.write_job(root, {
-            "run_id": run_id, "task": task_id, "slug": "lower-lr", "branch": "exp/lower-lr", "commit": "a" * 40,
+            "run_id": run_id, "task": task_id, "slug": "lower-lr", "branch": "exp/lower-lr", "commit": "a" * 40, "dirty": False,
             "label": f"Q: {Q} H: {H}", "predicted_delta": -0.02, "seed": task_id, "budget_s": 300.0, "max_steps": None,
             "device": "cuda", "host": "gpu-box", "eval_sha": "b" * 16, "prepare_sha": "c" * 16, "train_sha": "d" * 16})
     return pueue.parse_status(json.dumps(raw))[0]
@@ -179,8 +179,8 @@ def test_a_job_gets_the_gpu_of_its_slot_unless_the_user_chose_one():
 
 def test_without_pueue_the_queue_says_how_to_install_it_and_offers_foreground(workspace, tmp_path):
     tree = started(workspace)
-    jobs.record_smoke(workspace, git("rev-parse", "HEAD", cwd=tree).strip(),
-                      jobs.file_sha(workspace / "eval.py"), "x", 1.0)
+    jobs.record_smoke(workspace, jobs.content_key(tree), jobs.file_sha(workspace / "eval.py"), "x",
+                      git("rev-parse", "HEAD", cwd=tree).strip(), 1.0)
     env = run_env(PATH=path_without_pueue(tmp_path))
     add = lab(tree, "queue", "lower-lr", "--q", Q, "--h", H, env=env)
     assert add.returncode == 1
@@ -196,11 +196,12 @@ def test_without_pueue_the_queue_says_how_to_install_it_and_offers_foreground(wo
     (["../x"], "is not 1-40 lowercase"),
     (["nosuch"], "no worktree 5_worktrees/nosuch"),
     (["lower-lr", "--", "--seed", "3"], "pass seeds with --seeds"),
-    (["lower-lr", "--seeds", "0"], "queue at least one seed"),
+    (["lower-lr", "--seeds", "0"], "ask for at least one seed"),
 ])
 def test_bad_queue_input_is_one_line_and_queues_nothing(workspace, args, needle):
     tree = started(workspace)
-    jobs.record_smoke(workspace, git("rev-parse", "HEAD", cwd=tree).strip(), jobs.file_sha(workspace / "eval.py"), "x", 1.0)
+    jobs.record_smoke(workspace, jobs.content_key(tree), jobs.file_sha(workspace / "eval.py"), "x",
+                      git("rev-parse", "HEAD", cwd=tree).strip(), 1.0)
     slug, rest = args[0], args[1:]
     dash = rest.index("--") if "--" in rest else len(rest)
     proc = lab(workspace, "queue", slug, "--q", Q, "--h", H, "--foreground", *rest[:dash], *rest[dash:])

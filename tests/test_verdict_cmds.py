@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, path_without_pueue, run_env, tiny_train
-from lab import ledger, status
+from lab import ledger, runs
 
 ROW = {"run_id": "r", "time": "2026-11-23T09:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,
        "status": "ok", "reason": "", "val_bpb": 2.50, "wall_s": 10.0, "seed": 0, "budget_s": 300.0, "device": "cuda",
@@ -28,7 +28,7 @@ def lab(ws: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def add_rows(ws: Path, slug: str, values: list[float], **extra) -> None:
-    main_sha = status.main_train_sha(ws)
+    main_sha = runs.main_train_sha(ws)
     with open(ws / "results.tsv", "a") as f:
         for i, v in enumerate(values):
             train = main_sha if slug == "main" else "d" * 16
@@ -63,7 +63,9 @@ def test_noise_verdict_calibration_and_status_agree(workspace):
     assert wider["sign_agrees"] is True and wider["inside"] is True  # -0.10 within -0.08 ± 0.03
 
     ideas_line = lab(workspace, "status")
-    assert "verdict wider: keep" not in ideas_line.stdout  # no worktree: status judges worktree slugs only
+    # a slug without a worktree (finished) keeps its verdict, with the verdict's effect size
+    assert "verdict wider: keep -0.1000 val_bpb (95% CI" in ideas_line.stdout
+    assert "best: wider keep -0.1000 val_bpb (95% CI" in ideas_line.stdout
     assert "baseline: val_bpb 2.5000 ± 0.0200 (n=3" in ideas_line.stdout
 
 

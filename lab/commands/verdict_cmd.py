@@ -117,9 +117,9 @@ def plot(out: Path = typer.Option(Path("9_reports/progress.png"), "--out", help=
     base = status.baseline_of(rows, train_sha)
     judged = status.verdicts_for(rows, train_sha)
     kept = {slug for slug, v in judged.items() if v.kind == "keep"} if base else None
-    written = drawing.plot(rows, path, kept=kept, title=f"lab: {where.name}", base=base,
-                           headline=status.best_line(status.best_of(judged)) if base else "")
-    typer.echo(f"wrote {written}")
+    headline = status.best_line(status.best_of(judged)) if base else ""
+    written = drawing.plot(rows, path, kept=kept, title=f"lab: {where.name}", base=base, headline=headline)
+    typer.echo(f"wrote {written}" + (f" ({headline})" if headline else ""))
 
 
 def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effect: float = MIN_EFFECT) -> None:
