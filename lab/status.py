@@ -274,14 +274,14 @@ def _tree_step(tree: worktrees.Worktree, rows: list[dict], plan: dict, args: lis
     ok = {int(r["seed"]) for r in mine if r["status"] == "ok" and runs.same_plan(r, plan)}
     if not ok:
         v = None  # the verdict judges an older train.py: this one starts its own sample
-    want = (verdicts.LOOKS[0] - len(ok) if v is None else v.more_seeds) - len(flying)
+    want = max(verdicts.LOOKS[0] - len(ok), v.more_seeds if v is not None else 0) - len(flying)  # the first look: 3
     if want > 0:
         seeds = runs.next_seeds(rows, slug, sha, plan, facts.flying, want)
         done = f"{len(ok)} seed(s) so far" + (f", {len(flying)} on their way" if flying else "")
         why = f"{v.reason[:160]}" if v is not None and v.n_exp else f"a verdict first looks at {verdicts.LOOKS[0]} seeds"
         return Step("RUN", f"{slug} at {runs.budget_text(plan)}: {done}; {why}:",
                     _run_command(slug, seeds, args, facts, idea))
-    if flying or v is None or v.kind == "inconclusive":
+    if flying or v is None or v.kind == "inconclusive" or len(ok) < verdicts.LOOKS[0]:
         return None
     if slug not in facts.reported:
         return Step("REPORT", f"{slug}: {effect_text(v)}; write the report (it quotes the verdict):",
