@@ -423,10 +423,10 @@ def test_sigkill_while_holding_lock_mid_line(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         killed_at = time.monotonic()
-        t.join(5)
-        assert not t.is_alive(), "append still blocked 5 s after the lock holder was SIGKILLed"
+        t.join(60)  # milliseconds when idle; a lock that outlived its holder would block forever
+        assert not t.is_alive(), "append still blocked 60 s after the lock holder was SIGKILLed"
         assert outcome == ["done"]
-        assert time.monotonic() - killed_at < 5
+        assert time.monotonic() - killed_at < 60
     finally:
         proc.kill()
         proc.wait()
