@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, run_env, tiny_train
+from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
 from lab import ledger
 
 ROW = {"run_id": "r-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,
@@ -33,7 +33,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     journal = root / "RESEARCH_JOURNAL.md"
     journal.write_text(add_entry(journal.read_text(), "2026-11-22 09:00 — first result", "Old observation."))
     git("commit", "-qam", "two rows, one entry", cwd=root)
-    subprocess.run(["just", "setup"], cwd=root, env=run_env(), check=True, capture_output=True)
+    no_pueue = path_without_pueue(tmp_path_factory.mktemp("path"))  # the hooks, whatever this machine's pueue daemon
+    subprocess.run(["just", "setup"], cwd=root, env=run_env(PATH=no_pueue), check=True, capture_output=True)
     git("worktree", "add", "-q", "5_worktrees/exp1", "-b", "exp/exp1", cwd=root)
     return root
 
