@@ -10,7 +10,7 @@ What they test, against real files, real git repositories and real processes (no
   * ledger_path() finds the root checkout's results.tsv from inside a linked git worktree;
   * appending to a missing file or a file with a wrong header fails without touching anything.
 
-Cost: about 3 s on a 2-core machine (most of it Python start-up for the 13 subprocesses); needs `git` (>= 2.31)
+Cost: about 3 s on a 2-core machine (most of it Python start-up for the 13 subprocesses); fast set; needs `git` (>= 2.31)
 on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
 
 Run:  just test tests/test_ledger.py

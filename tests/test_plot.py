@@ -1,7 +1,8 @@
 """`lab.plot` on constructed ledgers: a valid PNG of fixed size in every case, atomic writes, the frontier.
 
 Rows go through a real results.tsv (lab.ledger.append, then ledger.read), so the schema is the real one.
-Run: `.venv/bin/python -m pytest -q tests/test_plot.py` (~15 s, CPU, headless).
+Cost: ~7 s on a 2-core machine (matplotlib, headless; the 3,000-run plot is bounded in CPU seconds, not
+wall time); fast set. Run: `just test tests/test_plot.py`.
 """
 
 from __future__ import annotations
