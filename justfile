@@ -132,9 +132,14 @@ _hooks:
 check *ARGS: _ensure-python
     "{{ python }}" -m lab.cli check "$@"
 
-# run the workspace's tests (arguments go to pytest)
+# run the fast tests, those not marked slow (~5 min on 2 cores; arguments go to pytest)
 [group('dev')]
 test *ARGS: _ensure-python
+    cd "{{ root }}" && "{{ python }}" -m pytest -m "not slow" "$@"
+
+# run every test, the slow ones that train models included (what CI runs; arguments go to pytest)
+[group('dev')]
+test-all *ARGS: _ensure-python
     cd "{{ root }}" && "{{ python }}" -m pytest "$@"
 
 # the lab CLI (e.g. `just lab ledger show`)

@@ -1,21 +1,37 @@
 """Shared fixtures: a synthetic text corpus and throwaway git checkouts of this workspace.
 
-Every test that needs a workspace gets a real git repository in a temp dir holding copies of the
-real eval.py, prepare.py, train.py, justfile and lab/, so nothing here can touch the real ledger.
+A test that needs a workspace gets a real git repository in a temp dir, on branch main, whose one
+commit holds the files of this checkout's HEAD commit (eval.py, prepare.py, train.py, justfile, lab/,
+the ledger, ...), never those of the working tree: an uncommitted row in results.tsv (left by
+`uv run just eval`) or any other uncommitted edit cannot change what a test sees, and nothing here
+can touch the real ledger. A consequence for whoever develops lab: a change to lab/ or eval.py reaches
+the workspace subprocesses only once it is committed (amend freely on your branch).
+tests/fixtures/pueue/ (~1,400 captured pueue outputs) is left out: tests read it from this checkout.
+
+The files are materialised once per session (`git archive HEAD`) into a template repository; each
+workspace is a copy of that template, .git included (~30 ms, where a fresh `git add` and `git commit`
+cost ~70 ms). Every workspace has a `.venv` symlink to this checkout's environment, ignored through
+its .git/info/exclude as the real .venv directory is through .gitignore.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import io
 import os
 import random
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+NOT_IN_WORKSPACES = "tests/fixtures/pueue"  # read from REPO by test_pueue.py and test_queue.py
 GIT_ENV = {"GIT_AUTHOR_NAME": "lab-test", "GIT_AUTHOR_EMAIL": "test@lab", "GIT_COMMITTER_NAME": "lab-test",
            "GIT_COMMITTER_EMAIL": "test@lab"}
 WORDS = ("def class return self import for in if else while value count data model loss step print "
@@ -43,23 +59,28 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def workspace_files() -> list[str]:
-    """This checkout's files as git sees them (tracked, and untracked but not ignored)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, check=True).stdout.decode()
-    return [name for name in out.split("\0") if name and (REPO / name).is_file()]
+@functools.cache
+def workspace_template() -> Path:
+    """Once per session: HEAD's files (less NOT_IN_WORKSPACES) committed in a fresh repository on main."""
+    template = Path(tempfile.mkdtemp(prefix="lab-workspace-template-")) / "ws"
+    atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD", "--", ".", f":(exclude){NOT_IN_WORKSPACES}"],
+                             cwd=REPO, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:  # symlinks and executable bits as committed
+        tar.extractall(template, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+    git("init", "-q", "-b", "main", cwd=template)
+    git("add", "-A", "--force", cwd=template)  # exactly HEAD's files, whatever a global ignore says
+    git("commit", "-q", "-m", "workspace", cwd=template)
+    with open(template / ".git" / "info" / "exclude", "a") as exclude:
+        exclude.write("/.venv\n")
+    (template / ".venv").symlink_to(REPO / ".venv")
+    return template
 
 
 def make_workspace(dest: Path) -> Path:
-    """A committed git checkout of this workspace at `dest`, on branch main, sharing this .venv."""
-    dest.mkdir(parents=True)
-    for name in workspace_files():
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, dest / name)
-    (dest / ".venv").symlink_to(REPO / ".venv")
-    git("init", "-q", "-b", "main", cwd=dest)
-    git("add", "-A", cwd=dest)
-    git("commit", "-q", "-m", "workspace", cwd=dest)
+    """A committed git checkout of this workspace's HEAD at `dest`, on branch main, sharing this .venv."""
+    shutil.copytree(workspace_template(), dest, symlinks=True)
+    git("update-index", "-q", "--refresh", cwd=dest)  # the copies' inodes and ctimes differ from the index's
     return dest
 
 

@@ -1,8 +1,10 @@
 """The eval contract end to end: real train.py subprocesses on CPU, real exports, real ledger rows.
 
 Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
-with train.py shrunk to a 1-layer model so a run costs ~10-25 s on 2 cores. Whole file: ~5 min.
-Run: `just test tests/test_eval.py` (or `-m "not slow"` to skip it).
+with train.py shrunk to a 1-layer model so a run costs ~10-40 s on 2 cores (the step-budget test
+runs three: ~85 s). The tests that train are marked slow: whole file ~6 min on a loaded 2-core box
+(`just test-all tests/test_eval.py`). Four train nothing and are in the fast set (~30-45 s: a missing
+source, a bad run id, the 12 s hard limit, the queue's kill): `just test tests/test_eval.py`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import pytest
 
 from conftest import git, run_env, tiny_train
 from lab import ledger
-
-pytestmark = pytest.mark.slow
 
 EARLIER_ROW = {"run_id": "earlier-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "",
                "dirty": 0, "status": "ok", "reason": "", "val_bpb": 2.5, "wall_s": 1.0, "seed": 0, "budget_s": 60.0,
@@ -53,6 +53,7 @@ def seeded_ledger(ws: Path) -> bytes:
     return (ws / "results.tsv").read_bytes()
 
 
+@pytest.mark.slow
 def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, corpus):
     tiny_train(workspace)
     git("commit", "-qam", "tiny", cwd=workspace)
@@ -77,6 +78,7 @@ def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, 
     assert 1.0 < float(row["val_bpb"]) < 9.0
 
 
+@pytest.mark.slow
 def test_smoke_via_just_checks_everything_and_writes_no_row(workspace, corpus):
     before = (workspace / "results.tsv").read_bytes()
     proc = subprocess.run(["just", "smoke", "--source", str(corpus), "--budget-s", "2"], cwd=workspace,
@@ -91,6 +93,7 @@ def test_smoke_via_just_checks_everything_and_writes_no_row(workspace, corpus):
     assert json.loads((workspace / ".cache" / "smoke" / f"{head}.json").read_text())["commit"] == head
 
 
+@pytest.mark.slow
 def test_smoke_runs_jaxtyping_shape_checks(workspace, corpus):
     tiny_train(workspace, ('-> Float[Tensor, "b t 256"]:', '-> Float[Tensor, "b t 7"]:'))
     proc = subprocess.run(["just", "smoke", "--source", str(corpus), "--budget-s", "1"], cwd=workspace,
@@ -113,6 +116,7 @@ BAD_TRAINS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BAD_TRAINS)
 def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
     edits, status, reason = BAD_TRAINS[name]
@@ -128,12 +132,16 @@ def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
     assert rows[0]["dirty"] == "1"
 
 
-HANG = ("def train(cfg: Config) -> None:\n",
-        "def train(cfg: Config) -> None:\n"
-        "    import os, subprocess\n"
-        "    child = subprocess.Popen(['sleep', '600'])\n"
-        "    Path(os.environ['PIDFILE']).write_text(f'{os.getpid()} {child.pid}')\n"
-        "    time.sleep(600)\n")
+# train.py hangs (with a child) before it imports torch, so the hard limit is not spent on imports, whose
+# time grows with the machine's load; the pid file is written whole (rename) for the tests that poll it.
+HANG = ("from __future__ import annotations\n",
+        "from __future__ import annotations\n"
+        "import os, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '600'])\n"
+        "with open(os.environ['PIDFILE'] + '.tmp', 'w') as f:\n"
+        "    f.write(f'{os.getpid()} {child.pid}')\n"
+        "os.replace(os.environ['PIDFILE'] + '.tmp', os.environ['PIDFILE'])\n"
+        "time.sleep(600)\n")
 
 
 def alive(pid: int) -> bool:
@@ -145,6 +153,14 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
+def survivors(pids: list[int], within_s: float = 10.0) -> list[int]:
+    """The pids still alive after `within_s` (a killed process needs to be scheduled once to die)."""
+    deadline = time.monotonic() + within_s
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
 def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
     tiny_train(workspace, HANG)
     before = seeded_ledger(workspace)
@@ -154,9 +170,9 @@ def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
     rows = new_rows(workspace, before)
     assert [r["status"] for r in rows] == ["timeout"]
     assert "hard limit of 12s" in rows[0]["reason"]
+    assert pidfile.exists(), "train.py was killed before it reached its first line"
     pids = [int(p) for p in pidfile.read_text().split()]
-    time.sleep(0.5)
-    assert not any(alive(p) for p in pids), "train.py or its child survived the hard limit"
+    assert survivors(pids) == [], "train.py or its child survived the hard limit"
 
 
 def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus, tmp_path):
@@ -177,10 +193,10 @@ def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus,
     assert [r["status"] for r in rows] == ["killed"]
     assert "SIGTERM" in rows[0]["reason"]
     assert summary(out)["status"] == "killed"
-    time.sleep(0.5)
-    assert not any(alive(int(p)) for p in pidfile.read_text().split())
+    assert survivors([int(p) for p in pidfile.read_text().split()]) == [], "train.py or its child survived the kill"
 
 
+@pytest.mark.slow
 def test_altered_data_cache_is_an_invalid_row_and_is_not_rebuilt(workspace, corpus):
     tiny_train(workspace)
     assert run_eval(workspace, corpus, "--max-steps", "1").returncode == 0
@@ -213,6 +229,7 @@ def test_bad_run_id_from_the_queue_fails_before_training_and_writes_nothing(work
     assert (workspace / "results.tsv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_run_id_and_label_from_the_environment_land_in_the_row(workspace, corpus):
     tiny_train(workspace)
     proc = run_eval(workspace, corpus, "--max-steps", "1", LAB_RUN_ID="q-42", LAB_LABEL="Q: does it help?\tH: expect -0.02")
@@ -221,6 +238,7 @@ def test_run_id_and_label_from_the_environment_land_in_the_row(workspace, corpus
     assert (row["run_id"], row["label"]) == ("q-42", "Q: does it help?\tH: expect -0.02")
 
 
+@pytest.mark.slow
 def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, corpus):
     git("worktree", "add", "-q", "5_worktrees/wider", "-b", "exp/wider", cwd=workspace)
     tree = workspace / "5_worktrees" / "wider"

@@ -3,8 +3,9 @@
 Real git repository + worktree in a temp dir, the real hook command from .claude/settings.json fed
 real PreToolUse JSON, real `git commit` through the real pre-commit, real `lab check` and eval.py.
 Each attempt must be caught by at least one layer with a message naming the file or the rule.
-Cost: ~40 s for the attempts, ~60 s for the normal loop (two small CPU evals). Run:
-`just test tests/test_guard_agent.py`.
+Cost on a 2-core machine: ~15 s for the 56 attempts (fast set; one runs eval.py up to its drift check,
+~9 s), ~110 s for the normal loop (two small CPU trainings; marked slow). Run: `just test
+tests/test_guard_agent.py` (the attempts), `just test-all tests/test_guard_agent.py` (everything).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, run_env, tiny_train
+from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
 from lab import ledger
 
 ROW = {"run_id": "r-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,
@@ -33,7 +34,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     journal = root / "RESEARCH_JOURNAL.md"
     journal.write_text(add_entry(journal.read_text(), "2026-11-22 09:00 — first result", "Old observation."))
     git("commit", "-qam", "two rows, one entry", cwd=root)
-    subprocess.run(["just", "setup"], cwd=root, env=run_env(), check=True, capture_output=True)
+    no_pueue = path_without_pueue(tmp_path_factory.mktemp("path"))  # the hooks, whatever this machine's pueue daemon
+    subprocess.run(["just", "setup"], cwd=root, env=run_env(PATH=no_pueue), check=True, capture_output=True)
     git("worktree", "add", "-q", "5_worktrees/exp1", "-b", "exp/exp1", cwd=root)
     return root
 
@@ -223,7 +225,6 @@ def test_lab_check_reports_uncommitted_frozen_drift(ws, restore):
     assert proc.returncode == 1 and "uncommitted: justfile is FROZEN" in proc.stderr
 
 
-@pytest.mark.slow
 def test_eval_refuses_a_worktree_whose_eval_py_changed(ws, corpus, restore):
     (WT(ws) / "eval.py").write_text((WT(ws) / "eval.py").read_text() + "\n# looks harmless\n")
     before = (ws / "results.tsv").read_bytes()

@@ -10,7 +10,7 @@ What they test, on real bytes (journals, results.tsv rows built with lab.ledger.
   * meta.status: environment, a fresh META_MODE=1 entry, expiry, META_MODE=0, a newer entry without the
     line, a future date, no journal, and the real human_journal.md.
 
-Cost: well under a second; pure Python, writes only under pytest's tmp_path, no git, no GPU, no network.
+Cost: well under a second (fast set); pure Python, writes only under pytest's tmp_path, no git, no GPU, no network.
 
 Run:  just test tests/test_guard_rules.py
 """

@@ -12,7 +12,8 @@ What they test, on real files in a throwaway git checkout of this workspace and 
     titles; near-duplicate slugs; unknown slugs; ratings 0, 6, x; unknown statuses; malformed files):
     one line on stderr, exit code non-zero, and the workspace's files byte-identical.
 
-Cost: about 30 s for 41 tests (a throwaway workspace each, and Python start-up of ~60 subprocesses); needs
+Cost: about 15 s for 42 tests on a 2-core machine (a throwaway workspace each, and Python start-up of ~60
+subprocesses); fast set (no test here is marked slow); needs
 `git`, writes only under pytest's tmp_path, needs no GPU and no network.
 
 Run:  just test tests/test_ideas.py
@@ -225,14 +226,14 @@ def test_critique_goes_at_the_end_of_its_section(ws: Path) -> None:
 @pytest.mark.parametrize("body, says", [
     ("sys.stdin.read(); print('half an answer'); print('boom', file=sys.stderr); sys.exit(3)", "exited with 3 (boom)"),
     ("sys.stdin.read(); print('  ')", "printed nothing"),
-    ("time.sleep(30)", "timed out after 1 s"),
+    ("time.sleep(600)", "timed out after 1 s"),
 ])
 def test_a_failing_critic_writes_nothing(ws: Path, tmp_path: Path, body: str, says: str) -> None:
     make(ws, "wider-mlp", TITLE)
     start = time.monotonic()
     refused(ws, "critique", "wider-mlp", "--timeout-s", "1", "--with", shlex.quote(str(critic(tmp_path, body))),
             says=says)
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 60  # far below the slow critic's 600 s, far above a loaded machine's start-ups
 
 
 def test_a_missing_or_unrunnable_critic_writes_nothing(ws: Path, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ help texts).
 Parsers are checked against an independent reading of the raw JSON written here; commands are checked
 with a real `sh -c` (what pueue runs a task with) and a `pueue` executable that replays a captured answer
 and records the argv it was given (the real client's outputs, not a stand-in daemon).
-No pueue daemon is needed. ~2 s.
-Run: `.venv/bin/python -m pytest -q tests/test_pueue.py`.
+No pueue daemon is needed. ~3 s; fast set.
+Run: `just test tests/test_pueue.py`.
 """
 
 from __future__ import annotations

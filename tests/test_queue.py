@@ -3,6 +3,10 @@
 pueue itself is not needed here (tests/test_queue_live.py drives a real daemon when one is installed):
 the gate and --foreground run real `just smoke`/`just eval`, and reconciliation reads real pueue
 status output from tests/fixtures/pueue with a run id put into a task's environment.
+
+Cost on a 2-core machine: ~20 s for the 11 tests that train nothing (fast set; the unreadable record
+runs eval.py up to its check); the 2 that train (the gate with foreground jobs, ~2.5 min; the run id
+landing once, ~50 s) are marked slow. Run: `just test tests/test_queue.py`, `just test-all tests/test_queue.py`.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def test_gate_then_foreground_jobs_land_rows_with_run_id_label_and_prediction(wo
     assert runs.next_seeds(rows_of(workspace), "lower-lr", new[0]["train_sha"], new[0], [], 2) == [2, 3]
 
 
+@pytest.mark.slow
 def test_a_queued_run_id_lands_with_its_task_and_is_never_recorded_twice(workspace, corpus):
     tiny_train(workspace)
     git("commit", "-qam", "tiny", cwd=workspace)
