@@ -111,3 +111,13 @@ def test_digest_stays_under_4000_characters(workspace, n):
     assert len(text) <= status.DIGEST_LIMIT
     assert text.startswith("# Digest") and "Next: " in text and "Baseline: val_bpb" in text
     assert f"Runs: {n} in results.tsv" in text
+
+
+def test_ledger_show_keeps_run_ids_whole_and_shows_the_step_budget(workspace):
+    add_rows(workspace, [{"run_id": f"20261201-0{i}1500-ab{i}d", "seed": i, "max_steps": 8, "reason": "r" * 90}
+                         for i in range(3)])
+    out = lab(workspace, "ledger", "show", "-n", "3").stdout
+    assert "max_steps" in out
+    for i in range(3):
+        line = next(line for line in out.splitlines() if f"20261201-0{i}1500-ab{i}d" in line)  # whole, on one line
+        assert " 8 " in line
