@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env, tiny_train
-from lab import ledger
+from lab import jobs, ledger
 
 EARLIER_ROW = {"run_id": "earlier-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "",
                "dirty": 0, "status": "ok", "reason": "", "val_bpb": 2.5, "wall_s": 1.0, "seed": 0, "budget_s": 60.0,
@@ -88,9 +88,42 @@ def test_smoke_via_just_checks_everything_and_writes_no_row(workspace, corpus):
     assert block["status"] == "ok" and float(block["val_bpb"]) > 0
     assert block["ledger"].startswith("not written (smoke)")
     assert (workspace / "results.tsv").read_bytes() == before
-    # a clean tree's pass is recorded for its commit: the queue's gate reads it
+    # a clean tree's pass is recorded for its content (code, not notes): the queue's and eval's gates read it
     head = git("rev-parse", "HEAD", cwd=workspace).strip()
-    assert json.loads((workspace / ".cache" / "smoke" / f"{head}.json").read_text())["commit"] == head
+    record = json.loads((workspace / ".cache" / "smoke" / f"{jobs.content_key(workspace)}.json").read_text())
+    assert (record["commit"], record["status"]) == (head, "ok") and "smoke pass recorded" in block["ledger"]
+
+    (workspace / "run.log").write_text("a log the agent redirected into the checkout\n")
+    again = subprocess.run(["just", "smoke", "--source", str(corpus), "--budget-s", "1"], cwd=workspace,
+                           env=run_env(), capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0 and "no smoke result recorded: uncommitted paths (run.log)" in summary(again.stdout)["ledger"]
+
+
+def test_a_smoke_pass_survives_notes_and_journal_commits_but_not_a_code_change(workspace):
+    key = jobs.content_key(workspace)
+    (workspace / "RESEARCH_JOURNAL.md").write_text((workspace / "RESEARCH_JOURNAL.md").read_text() + "\n")
+    (workspace / "1_ideas" / "2026-12-01_x.md").write_text("an idea\n")
+    git("add", "-A", cwd=workspace)
+    git("commit", "-qm", "notes", cwd=workspace)
+    assert jobs.content_key(workspace) == key
+    (workspace / "train.py").write_text((workspace / "train.py").read_text() + "\n# a change\n")
+    git("commit", "-qam", "code", cwd=workspace)
+    assert jobs.content_key(workspace) != key
+
+
+def test_a_real_eval_of_an_experiment_needs_a_commit_and_a_smoke_pass(workspace, corpus):
+    git("worktree", "add", "-q", "5_worktrees/x", "-b", "exp/x", "main", cwd=workspace)
+    tree = workspace / "5_worktrees" / "x"
+    before = (workspace / "results.tsv").read_bytes()
+    (tree / "train.py").write_text((tree / "train.py").read_text() + "\n# uncommitted\n")
+    dirty = subprocess.run(["just", "eval", "--source", str(corpus)], cwd=tree, env=run_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert dirty.returncode == 2 and "uncommitted paths (train.py): commit your train.py change first" in dirty.stderr
+    git("commit", "-qam", "x: a change", cwd=tree)
+    unsmoked = subprocess.run(["just", "eval", "--source", str(corpus)], cwd=tree, env=run_env(), capture_output=True,
+                              text=True, timeout=120)
+    assert unsmoked.returncode == 2 and "run `cd 5_worktrees/x && just smoke` first" in unsmoked.stderr
+    assert (workspace / "results.tsv").read_bytes() == before  # refused before training: no row, nothing trained
 
 
 @pytest.mark.slow
