@@ -7,9 +7,9 @@ in bash: change the block to something that does not work and this test fails. T
 in results.tsv and nothing else changed; the second (`uv run just test`, the fast set) must pass with
 that row still uncommitted, and write nothing in the checkout.
 
-Cost: the whole README set-up, for real: ~2 min for the first command on a 2-core CPU (building
-.venv from the uv cache, the data cache, 60 s of training, grading; on a GPU the budget is 300 s),
-then the nested fast suite (~3 min on an idle 2-core box). Marked slow, so `just test` never runs
+Cost: the whole README set-up, for real, ~7 min on a loaded 2-core box: 2-4 min for the first
+command (.venv from the uv cache, the data cache, 60 s of training, grading; on a GPU the budget
+is 300 s), then the nested fast suite (~3 min). Marked slow, so `just test` never runs
 it and the nested run cannot recurse; a guard variable fails it loudly if the README's test command
 ever did. Needs uv on PATH and the developer's uv cache (UV_CACHE_DIR as set: no cold cache is
 forced; with uv.lock's wheels cached it needs no network). Run: `just test-all tests/test_readme.py`.
