@@ -276,6 +276,10 @@ def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, co
     git("worktree", "add", "-q", "5_worktrees/wider", "-b", "exp/wider", cwd=workspace)
     tree = workspace / "5_worktrees" / "wider"
     tiny_train(tree)
+    git("commit", "-qam", "wider: tiny", cwd=tree)  # a real eval of an experiment grades a commit that smoke passed
+    smoke = subprocess.run(["just", "smoke", "--source", str(corpus), "--budget-s", "1"], cwd=tree, env=run_env(),
+                           capture_output=True, text=True, timeout=240)
+    assert smoke.returncode == 0, smoke.stderr[-2000:]
     root_before = (workspace / "results.tsv").read_bytes()
     tree_before = (tree / "results.tsv").read_bytes()
 
@@ -290,7 +294,7 @@ def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, co
     assert [(r["slug"], r["branch"], r["status"]) for r in rows] == [("wider", "exp/wider", "ok")]
     assert rows[0]["eval_sha"] == hashlib.sha256((workspace / "eval.py").read_bytes()).hexdigest()[:16]
     assert rows[0]["train_sha"] == hashlib.sha256((tree / "train.py").read_bytes()).hexdigest()[:16]
-    assert rows[0]["dirty"] == "1"  # train.py edited, not committed
+    assert rows[0]["dirty"] == "0" and rows[0]["commit"] == git("rev-parse", "HEAD", cwd=tree).strip()
 
     marker = tree / "worktree-eval-ran"
     (tree / "eval.py").write_text(f"open({str(marker)!r}, 'w').write('tampered grader ran')\n")
