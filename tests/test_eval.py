@@ -2,9 +2,10 @@
 
 Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
 with train.py shrunk to a 1-layer model so a run costs ~10-40 s on 2 cores (the step-budget test
-runs three: ~85 s). The tests that train are marked slow: whole file ~6 min on a loaded 2-core box
-(`just test-all tests/test_eval.py`). Four train nothing and are in the fast set (~30-45 s: a missing
-source, a bad run id, the 12 s hard limit, the queue's kill): `just test tests/test_eval.py`.
+runs three: ~85 s). The tests that train are marked slow: whole file ~7 min on a loaded 2-core box
+(`just test-all tests/test_eval.py`). Seven train nothing and are in the fast set (~60 s: a missing
+source, a bad run id, the 12 s hard limit, the queue's kill, the smoke key, the experiment gate, a
+foreground eval killed from outside): `just test tests/test_eval.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env, tiny_train
-from lab import jobs, ledger
+from lab import jobs, ledger, status
 
 EARLIER_ROW = {"run_id": "earlier-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "",
                "dirty": 0, "status": "ok", "reason": "", "val_bpb": 2.5, "wall_s": 1.0, "seed": 0, "budget_s": 60.0,
@@ -303,3 +304,27 @@ def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, co
     assert not marker.exists(), "the worktree's eval.py ran"
     last = ledger.read(workspace / "results.tsv")[0][-1]
     assert last["status"] == "invalid" and "eval.py (worktree)" in last["reason"]
+
+
+def test_a_foreground_eval_is_in_flight_and_one_killed_from_outside_becomes_one_killed_row(workspace, corpus):
+    """An agent's tool timeout SIGKILLs `just eval`: while it runs `lab next` must not hand out its seed again,
+    and once it is dead its run gets exactly one `killed` row (no orphaned record, no lost run)."""
+    proc = subprocess.Popen(["just", "eval", "--source", str(corpus), "--max-steps", "500"], cwd=workspace, env=run_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    running = workspace / jobs.RUNNING_DIR
+    deadline = time.monotonic() + 180
+    while not list(running.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    record = json.loads(next(running.glob("*.json")).read_text())
+    step = status.summarize(workspace).step
+    assert step["command"] == "just eval --seed 1" and "1 on their way" in step["say"]  # seed 0 is in flight
+    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: eval.py cannot write its own row
+    proc.wait(timeout=60)
+    assert ledger.read(workspace / "results.tsv")[0] == []
+    status.summarize(workspace)
+    rows = ledger.read(workspace / "results.tsv")[0]
+    assert [(r["run_id"], r["status"], r["seed"]) for r in rows] == [(record["run_id"], "killed", "0")]
+    assert "died before writing its row" in rows[0]["reason"] and rows[0]["max_steps"] == "500"
+    before = (workspace / "results.tsv").read_bytes()
+    assert status.summarize(workspace).step["command"] == "just eval --seed 0"  # the seed is free again
+    assert (workspace / "results.tsv").read_bytes() == before and list(running.iterdir()) == []

@@ -101,6 +101,7 @@ def test_merge_needs_meta_mode_a_keep_and_clean_history_then_carries_the_evidenc
 
     refused = lab(workspace, "merge", "wider")
     assert refused.returncode == 1 and "human's call" in refused.stderr
+    assert "META_MODE=1" not in refused.stderr and "human_journal" not in refused.stderr  # no invitation to unlock
     inconclusive = lab(workspace, "merge", "noisy", META_MODE="1")
     assert inconclusive.returncode == 1 and "only a keep merges" in inconclusive.stderr
     tampered = lab(workspace, "merge", "cheat", META_MODE="1")
