@@ -320,6 +320,9 @@ def test_a_foreground_eval_is_in_flight_and_one_killed_from_outside_becomes_one_
     assert step["command"] == "just eval --seed 1" and "1 on their way" in step["say"]  # seed 0 is in flight
     os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: eval.py cannot write its own row
     proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while jobs.run_alive(workspace, record["run_id"]) and time.monotonic() < deadline:  # `just` dies before eval.py
+        time.sleep(0.1)
     assert ledger.read(workspace / "results.tsv")[0] == []
     status.summarize(workspace)
     rows = ledger.read(workspace / "results.tsv")[0]
