@@ -29,7 +29,7 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
     state = meta.status(root)
     if not state.on:
         raise MergeError(f"merging into main is the human's call: say \"propose merge of exp/{slug}\" in its report "
-                         f"and the journal (`lab status` lists proposed merges) and go on (META_MODE {state.reason})")
+                         f"and the journal (`lab status` lists proposed merges) and go on")
     if gitx.branch(root) != worktrees.BASE:
         raise MergeError(f"the root checkout is on {gitx.branch(root)!r}: `git switch {worktrees.BASE}` there first")
     loose = jobs.unclean(root)

@@ -300,7 +300,8 @@ def test_the_normal_loop_raises_no_alarm(ws, corpus):
     (tree / "train.py").write_text((tree / "train.py").read_text().replace("lr: float = 2e-3", "lr: float = 1e-3"))
     run("git add train.py && git commit -m 'lower-lr: halve the learning rate'", tree)
     run(f"just smoke --source {corpus} --budget-s 1", tree)
-    out = run(f"just eval --source {corpus} --max-steps 2 > run_seed0.log 2>&1; tail -n 13 run_seed0.log", tree).stdout
+    # as program.md says: no log redirected into the checkout (eval keeps train.py's log under .cache/runs/)
+    out = run(f"just eval --source {corpus} --max-steps 2 2>&1 | tail -n 13", tree).stdout
     assert "status:      ok" in out
     journal = ws / "RESEARCH_JOURNAL.md"
     entry = "\n**Observation:** one row.\n**Inference:** none yet."
