@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -146,8 +147,8 @@ class Facts:
     trees: list[worktrees.Worktree]
     flying: list[dict]  # runs on their way: queued jobs and live evals
     train_sha: dict[str, str]  # per worktree slug, its train.py's sha (the sample its rows join)
-    unclean: dict[str, list[str]]  # per worktree slug, paths that differ from HEAD
-    smoke: dict[str, dict | None]  # per worktree slug, the last smoke result on its content
+    unclean: Callable[[worktrees.Worktree], list[str]]  # a worktree's paths that differ from HEAD (git, on demand)
+    smoke: Callable[[worktrees.Worktree], dict | None]  # the last smoke result on a worktree's content (on demand)
     reported: set[str]  # slugs with a report
     journaled: set[str]  # slugs named in a journal heading
     root_notes: bool  # the root checkout has uncommitted notes (ledger, journal, ideas, reports)
@@ -247,7 +248,7 @@ def _tree_step(tree: worktrees.Worktree, rows: list[dict], plan: dict, args: lis
                flying: list[dict], v: verdicts.Verdict | None, idea: ideas.Idea | None) -> Step | bool | None:
     """The next step of one experiment: a Step, None while only its runs are in flight, True when it is done."""
     slug, where = tree.slug, f"{worktrees.DIR}/{tree.slug}"
-    loose = facts.unclean.get(slug, [])
+    loose = facts.unclean(tree)
     frozen = [p for p in loose if "FROZEN" in taxonomy.classes_of(p)]
     if frozen:
         return Step("RESTORE", f"{where}: frozen file(s) changed: {', '.join(frozen[:5])}: "
@@ -259,7 +260,7 @@ def _tree_step(tree: worktrees.Worktree, rows: list[dict], plan: dict, args: lis
     if tree.ahead == 0:
         return Step("EDIT", f"implement the idea in {where}/train.py (one change, the smallest that tests it), "
                             f"then commit it on exp/{slug}")
-    smoke = facts.smoke.get(slug)
+    smoke = facts.smoke(tree)
     if smoke is None:
         return Step("SMOKE", f"the commit on exp/{slug} has no smoke pass yet:", f"cd {where} && just smoke")
     if smoke.get("status") != "ok":
@@ -313,12 +314,10 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
     flying = runs.in_flight(root, recorded)
     verdict_of = verdicts_for(rows, main_sha)
     eval_sha = jobs.file_sha(root / "eval.py")
-    unclean = {t.slug: jobs.unclean(t.path) for t in trees}
-    facts = Facts(
+    facts = Facts(  # git is asked about a worktree only when next_step gets to it (status runs on every cycle)
         trees=trees, flying=flying, train_sha={t.slug: jobs.file_sha(t.path / "train.py") for t in trees},
-        unclean=unclean,
-        smoke={t.slug: jobs.smoke_result(root, jobs.content_key(t.path)) if t.ahead and not unclean[t.slug] else None
-               for t in trees},
+        unclean=lambda t: jobs.unclean(t.path) if t.dirty else [],
+        smoke=lambda t: jobs.smoke_result(root, jobs.content_key(t.path)),
         reported={s for s in verdict_of if reports.existing(root, s)},
         journaled=journaled(root, list(verdict_of)),
         root_notes=any(_notes(p) for p in gitx.changed_paths(root, untracked=True)) if gitx.branch(root) == runs.BASELINE else False,
