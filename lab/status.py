@@ -73,18 +73,15 @@ def baseline_of(rows: list[dict], train_sha: str | None) -> dict | None:
 
 def verdicts_for(rows: list[dict], train_sha: str | None) -> dict[str, verdicts.Verdict]:
     """`lab verdict` for every experiment slug with rows, newest first, over one grouping of the ledger."""
-    base = [r for r in rows if r["slug"] in runs.BASELINE_SLUGS]
+    base = verdicts.baseline_sample(rows, train_sha)
+    if base is None:
+        return {}  # no baseline yet: next_step says BASELINE
     by_slug: dict[str, list[dict]] = {}
     for r in reversed(rows):
         if r["slug"] not in runs.BASELINE_SLUGS:
             by_slug.setdefault(r["slug"], []).append(r)
-    out = {}
-    for slug, slug_rows in by_slug.items():
-        try:
-            out[slug] = verdicts.verdict(base + slug_rows[::-1], slug, train_sha=train_sha)
-        except verdicts.VerdictError:
-            pass  # no baseline yet: next_step says BASELINE
-    return out
+    return {slug: verdicts.verdict(slug_rows[::-1], slug, train_sha=train_sha, baseline=base)
+            for slug, slug_rows in by_slug.items()}
 
 
 def best_of(verdict_of: dict[str, verdicts.Verdict]) -> dict | None:

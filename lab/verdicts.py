@@ -203,16 +203,24 @@ def _queue(slug: str, k: int) -> str:
     return f"run {k} more seed{'s' if k != 1 else ''}: `lab queue {slug} --q … --h … --seeds {k}`"
 
 
+def baseline_sample(rows: list[dict[str, str]], train_sha: str | None = None):
+    """The baseline's counted rows, key and exclusions, for many `verdict` calls over one ledger (None without)."""
+    return _baseline(rows, train_sha)
+
+
 def verdict(rows: list[dict[str, str]], slug: str, min_effect: float = 0.0, train_sha: str | None = None,
-            max_seeds: int = LOOKS[-1]) -> Verdict:
-    """The verdict on `slug` against the baseline (see the module docstring for the rule)."""
+            max_seeds: int = LOOKS[-1], baseline=None) -> Verdict:
+    """The verdict on `slug` against the baseline (see the module docstring for the rule).
+
+    `baseline`: baseline_sample(rows, train_sha), computed once when judging many slugs of one ledger.
+    """
     if slug in BASELINE_SLUGS:
         raise VerdictError(f"'{slug}' is the baseline: a verdict compares an experiment slug with it")
     if not (min_effect >= 0 and math.isfinite(min_effect)):
         raise VerdictError(f"min_effect={min_effect}: pass the smallest gain worth keeping, in val_bpb, ≥ 0")
     plan = looks(max_seeds)
     alpha_look = ALPHA / len(plan)
-    found = _baseline(rows, train_sha)
+    found = baseline if baseline is not None else _baseline(rows, train_sha)
     if found is None:
         which = f" with train_sha {train_sha} (main's train.py)" if train_sha else ""
         raise VerdictError(f"no ok baseline rows{which} in results.tsv: run `just baseline`")
