@@ -285,3 +285,11 @@ def test_calibration_takes_the_ideas_text_and_survives_no_baseline(tmp_path):
 ])
 def test_parse_prediction(text, expected):
     assert verdicts.parse_prediction(text) == expected
+
+
+def test_a_baseline_sample_computed_once_gives_the_same_verdicts(tmp_path):
+    rows = ledger_of(tmp_path, base_rows() + exp_rows("a", [2.40, 2.41, 2.39]) + exp_rows("b", [2.50, 2.52, 2.49]))
+    once = verdicts.baseline_sample(rows)
+    for slug in ("a", "b"):
+        mine = [r for r in rows if r["slug"] == slug]
+        assert verdicts.verdict(mine, slug, baseline=once) == verdicts.verdict(rows, slug)
