@@ -145,6 +145,9 @@ def remove_job(root: Path, run_id: str) -> None:
         pass
 
 
+_held: dict = {}  # run id -> its open lock file, for this process's lifetime
+
+
 def hold_run_lock(root: Path, run_id: str):
     """Take the lock that says "eval of `run_id` is alive"; keep the returned file open for the run's life."""
     path = Path(root) / RUNNING_DIR / f"{run_id}.lock"
@@ -158,6 +161,7 @@ def hold_run_lock(root: Path, run_id: str):
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
+    _held[run_id] = handle  # even a caller that drops the handle keeps the lock until this process ends
     return handle
 
 

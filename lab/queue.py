@@ -266,10 +266,15 @@ def row_for(job: dict, state: str, reason: str, end: datetime | None = None, wal
 
 def reconcile(root: Path, found: list[Job], tasks: dict[int, pueue.Task] | None = None, tail=pueue.log_tail) -> list[dict]:
     """Append a row for every job that ended Killed/Failed/… without one, and (given all of pueue's `tasks`)
-    for every job pueue no longer lists; exactly once. Returns the rows added."""
+    for every job pueue no longer lists; exactly once. Returns the rows added.
+
+    A run whose eval.py still lives (jobs.run_alive) gets nothing, whatever pueue says: after a daemon
+    crash pueue marks its tasks Killed but their processes run on and write their own rows. The check is
+    made again under the ledger's lock, and eval.py checks for a row after taking its run lock, so a row
+    written here and a result from eval.py exclude each other."""
     rows = []
     for j in found:
-        if j.task.state == "Done" and j.task.result in FAILED and j.row is None:
+        if j.task.state == "Done" and j.task.result in FAILED and j.row is None and not jobs.run_alive(root, j.job["run_id"]):
             log = Path(root) / jobs.QUEUE_DIR / f"{j.job['run_id']}.log"
             try:
                 text = tail(j.task.id)
@@ -284,10 +289,12 @@ def reconcile(root: Path, found: list[Job], tasks: dict[int, pueue.Task] | None 
         listed = {t.envs.get("LAB_RUN_ID") for t in tasks.values()}
         recorded = {r["run_id"] for r in ledger.read(ledger.ledger_path(root))[0]}
         for job in (j for js in jobs.pending(root, recorded).values() for j in js):
-            if job["run_id"] not in listed:
+            if job["run_id"] not in listed and not jobs.run_alive(root, job["run_id"]):
                 rows.append(row_for(job, "killed", f"pueue no longer lists task {job['task']} (removed, cleaned or reset "
                                                    "before lab saw it end) and eval.py wrote no row"))
-    return ledger.append_new(rows, ledger.ledger_path(root)) if rows else []
+    if not rows:
+        return []
+    return ledger.append_new(rows, ledger.ledger_path(root), unless=lambda row: jobs.run_alive(root, row["run_id"]))
 
 
 def watch(root: Path) -> tuple[list[Job], list[dict], list[str]]:
