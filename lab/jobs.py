@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -197,3 +198,13 @@ def drop_running(root: Path, run_id: str) -> None:
             os.unlink(Path(root) / RUNNING_DIR / f"{run_id}{suffix}")
         except FileNotFoundError:
             pass
+
+
+def wait_run(root: Path, run_id: str, timeout: float | None = None) -> bool:
+    """Block until run `run_id`'s eval.py has ended (its lock is free); False if `timeout` seconds pass first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while run_alive(root, run_id):
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True

@@ -185,10 +185,11 @@ def test_a_run_is_alive_exactly_while_a_process_holds_its_lock(tmp_path):
         assert (tmp_path / jobs.RUNNING_DIR / f"{run_id}.lock").read_text() == f"{holder.pid}\n"
         with pytest.raises(ValueError, match=f"another eval of run {run_id} is running"):
             jobs.hold_run_lock(tmp_path, run_id)  # the same run evaluated twice at once
+        assert not jobs.wait_run(tmp_path, run_id, timeout=0.6)
     finally:
         holder.kill()  # SIGKILL: no handler, no cleanup; the kernel drops the lock
         holder.wait()
-    assert not jobs.run_alive(tmp_path, run_id)
+    assert not jobs.run_alive(tmp_path, run_id) and jobs.wait_run(tmp_path, run_id, timeout=5)
     jobs.hold_run_lock(tmp_path, run_id)  # free again: this process may take it
     assert jobs.run_alive(tmp_path, run_id)
 
@@ -222,6 +223,16 @@ def test_eval_refuses_a_run_id_that_was_recorded_killed_before_it_took_the_lock(
                           env=run_env(LAB_RUN_ID=run_id), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and f"run {run_id} already has a row" in proc.stderr, proc.stderr[-2000:]
     assert (workspace / "results.tsv").read_bytes() == before
+
+
+def test_paused_stashed_and_queued_in_a_paused_group_block_pueue_wait():
+    tasks = pueue.parse_status((FIXTURES / "03-states" / "status-json-all-states.stdout").read_text())[0]
+    found = [queue.Job(t, {}, None) for t in tasks.values()]
+    groups = {"default": {"status": "Paused", "parallel_tasks": 1}, "gpu": {"status": "Running", "parallel_tasks": 2}}
+    why = queue.blocked(found, [0, 1, 2, 4, 5], groups)
+    assert sorted(why) == [1, 2, 4]  # Running (0) and Done (5) end on their own
+    assert "paused group 'default'" in why[1] and "pueue enqueue 2" in why[2] and "pueue start 4" in why[4]
+    assert sorted(queue.blocked(found, [0, 1, 2, 4, 5])) == [2, 4]  # without the groups: the tasks' own states
 
 
 def test_tasks_of_another_workspace_or_without_a_run_id_are_not_ours(workspace, tmp_path):
