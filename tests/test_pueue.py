@@ -494,6 +494,11 @@ def test_error_of_keeps_pueues_words(name, says):
     assert says in str(pueue.error_of(cap.args, cap.stdout + cap.stderr))
 
 
+def test_the_readme_installs_the_pueue_release_the_live_tests_pin():
+    readme = (HERE.parents[1] / "README.md").read_text()
+    assert f"cargo install --locked pueue --version {pueue.TESTED_VERSION}" in readme
+
+
 def test_error_of_under_rust_backtrace_keeps_the_causes_and_drops_the_frames():
     """RUST_BACKTRACE=1 (set on many Rust users' machines, and on the box these were captured on) makes
     color-eyre print numbered stack frames after the causes; they are not pueue's words."""
