@@ -2,8 +2,8 @@
 
 Each test starts a private `pueued` (own config, state and socket in a short temp dir, reached through
 PUEUE_CONFIG_PATH) and stops it after; jobs train train.py's tiny variant (conftest.tiny_train) for a
-step or time budget of seconds. Cost: ~1-3 min per test on 2 CPU cores, ~10 min for the file
-(`uv run pytest tests/test_queue_live.py`). Where `pueue`/`pueued` are not on PATH they skip with the
+step or time budget of seconds. Cost on 2 shared CPU cores: 0.5-2.5 min per test, 4-6 min for the
+six-job one, ~11 min for the file (`uv run pytest tests/test_queue_live.py`). Where `pueue`/`pueued` are not on PATH they skip with the
 reason, except under CI (`CI` set), where that is an error: .ci/run installs the pinned pueue.
 """
 
@@ -329,8 +329,9 @@ def test_a_daemon_crash_leaves_each_run_one_row_and_never_replaces_a_result(work
     assert f"task {late} main seed 0 run {run[late]}: ok val_bpb" in waited.stdout
     assert status_json(workspace, daemon)["rows_added"] == []
     rows = rows_by_run(workspace)
+    roles = {early: "finished while pueued was down", late: "finished after its restart", dies: "eval killed after it"}
     for task, run_id in run.items():
-        print(f"task {task} run {run_id}: {[r['status'] for r in rows[run_id]]}")
+        print(f"task {task} run {run_id} ({roles[task]}): rows {[r['status'] for r in rows[run_id]]}")
     assert {run_id: [r["status"] for r in rows[run_id]] for run_id in run.values()} == \
         {run[late]: ["ok"], run[dies]: ["killed"], run[early]: ["ok"]}
     assert len(rows_of(workspace)) == 3
@@ -349,9 +350,10 @@ def test_after_a_reboot_every_run_that_was_running_gets_one_killed_row(workspace
     until("no eval holds its lock", lambda: not any(jobs.run_alive(workspace, r) for r in run.values()), 30)
     daemon.start()
     watch = status_json(workspace, daemon)
-    print(f"rows added after the reboot: {watch['rows_added']}")
     assert sorted(watch["rows_added"]) == sorted(run.values())
     rows = rows_by_run(workspace)
+    for task, run_id in run.items():
+        print(f"after the reboot: task {task} run {run_id}: rows {[r['status'] for r in rows[run_id]]}")
     assert all([r["status"] for r in rows[r_id]] == ["killed"] for r_id in run.values())
     assert status_json(workspace, daemon)["rows_added"] == []
     assert len(rows_of(workspace)) == 2

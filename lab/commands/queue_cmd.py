@@ -145,7 +145,7 @@ def wait(
         typer.echo(core.line_of(d))
     if not finished:
         fail(f"lab wait: gave up after {timeout:.0f}s; still running: "
-             + ", ".join(str(d["task"]) for d in described if d["state"] == "Running" or d["alive"]), 124)
+             + ", ".join(str(d["task"]) for d in described if d["state"] != "Done" or d["alive"]), 124)
     raise typer.Exit(0 if all(d["row"] == "ok" for d in described) else 1)
 
 
