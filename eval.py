@@ -178,16 +178,13 @@ def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> 
     return total / count / math.log(2), params
 
 
-def new_run_id(results: Path) -> str:
-    """LAB_RUN_ID (set by `lab queue`) if given and not in the ledger yet, else a fresh id."""
+def new_run_id() -> str:
+    """LAB_RUN_ID (set by `lab queue`) if given, else a fresh id."""
     given = os.environ.get("LAB_RUN_ID", "")
     if not given:
         return jobs.new_run_id()
     if not ledger._ID.fullmatch(given):
         die(f"LAB_RUN_ID={given!r} is not an identifier (letters, digits, '.', '_', '-')")
-    if results.is_file() and any(r["run_id"] == given for r in ledger.read(results)[0]):
-        die(f"run {given} already has a row in {results}: a restarted pueue task reuses its run id; "
-            "queue the run again with `lab queue` instead of `pueue restart`")
     return given
 
 
@@ -292,7 +289,7 @@ def main() -> None:
     device = resolve_device(args.device)
     budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.DEFAULT_BUDGET_S[device.split(":")[0]])
     results = ledger.ledger_path(root)
-    run_id = new_run_id(results)
+    run_id = new_run_id()
     try:
         job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None
     except ValueError as e:
@@ -313,6 +310,11 @@ def main() -> None:
             lock = jobs.hold_run_lock(root, run_id)  # noqa: F841 (held until this process exits: the run is alive)
         except ValueError as e:
             die(str(e))
+        # only now, under the ledger's lock: a `killed` row the queue wrote before we held ours is seen here,
+        # and none can be written after (queue.reconcile skips a run whose lock is held)
+        if os.environ.get("LAB_RUN_ID") and run_id in ledger.run_ids(results):
+            die(f"run {run_id} already has a row in {results}: a restarted pueue task reuses its run id; "
+                "queue the run again with `lab queue` instead of `pueue restart`")
         jobs.write_running(root, row)
     out_dir = Path(tempfile.mkdtemp(prefix="lab-smoke-")) if args.smoke else root / ".cache" / "runs" / row["run_id"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -334,13 +336,15 @@ def main() -> None:
     if args.smoke:
         shutil.rmtree(out_dir, ignore_errors=True)
         note = "not written (smoke); " + record_smoke(root, work, row)
-    else:
-        ledger.append(row, results)
+    else:  # append_new: even a bug elsewhere cannot give this run a second row
+        written = bool(ledger.append_new([row], results))
         jobs.drop_running(root, run_id)
-        note = f"row appended to {results}"
+        note = f"row appended to {results}" if written else f"NOT appended: run {run_id} already has a row in {results}"
     sys.stdout.write(summary(row, note))
     sys.stdout.flush()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    if not args.smoke and not written:
+        sys.exit(2)
     if row["status"] == "killed":
         sys.exit(143)
     sys.exit(0 if row["status"] == "ok" else 1)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,6 +146,9 @@ def remove_job(root: Path, run_id: str) -> None:
         pass
 
 
+_held: dict = {}  # run id -> its open lock file, for this process's lifetime
+
+
 def hold_run_lock(root: Path, run_id: str):
     """Take the lock that says "eval of `run_id` is alive"; keep the returned file open for the run's life."""
     path = Path(root) / RUNNING_DIR / f"{run_id}.lock"
@@ -158,6 +162,7 @@ def hold_run_lock(root: Path, run_id: str):
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
+    _held[run_id] = handle  # even a caller that drops the handle keeps the lock until this process ends
     return handle
 
 
@@ -193,3 +198,13 @@ def drop_running(root: Path, run_id: str) -> None:
             os.unlink(Path(root) / RUNNING_DIR / f"{run_id}{suffix}")
         except FileNotFoundError:
             pass
+
+
+def wait_run(root: Path, run_id: str, timeout: float | None = None) -> bool:
+    """Block until run `run_id`'s eval.py has ended (its lock is free); False if `timeout` seconds pass first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while run_alive(root, run_id):
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True

@@ -145,8 +145,9 @@ def append(row: dict[str, object], path: str | os.PathLike) -> None:
     _locked_append(path, lambda _fd, _size: [format_row(row)])
 
 
-def append_new(rows: list[dict[str, object]], path: str | os.PathLike) -> list[dict[str, object]]:
-    """Append the rows whose run_id is not in the file yet, under the same lock as the check; returns them."""
+def append_new(rows: list[dict[str, object]], path: str | os.PathLike, unless=None) -> list[dict[str, object]]:
+    """Append the rows whose run_id is not in the file yet, under the same lock as the check; returns them.
+    `unless(row)`, if given, is asked under that lock too: a row it is true for is left out (its run is alive)."""
     lines = [format_row(row) for row in rows]  # validate all before touching the file
     added: list[dict[str, object]] = []
 
@@ -154,13 +155,21 @@ def append_new(rows: list[dict[str, object]], path: str | os.PathLike) -> list[d
         data = os.pread(fd, size, 0).decode("utf-8", "replace")
         seen = {line.split("\t", 1)[0] for line in data.splitlines()[1:]}
         for row, line in zip(rows, lines):
-            if str(row["run_id"]) not in seen:
+            if str(row["run_id"]) not in seen and not (unless and unless(row)):
                 seen.add(str(row["run_id"]))
                 added.append(row)
                 yield line
 
     _locked_append(path, lambda fd, size: list(missing(fd, size)))
     return added
+
+
+def run_ids(path: str | os.PathLike) -> set[str]:
+    """The run ids that have a row, read under the appenders' lock (shared): an append is seen whole or not at all."""
+    with open(path, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        data = f.read().decode("utf-8", "replace")
+    return {line.split("\t", 1)[0] for line in data.splitlines()[1:]}
 
 
 def _locked_append(path: str | os.PathLike, lines_for) -> None:

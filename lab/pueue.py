@@ -13,6 +13,7 @@ import subprocess
 from collections import namedtuple
 from datetime import datetime
 
+TESTED_VERSION = "4.0.4"  # the pueue release tests/test_queue_live.py runs against; .ci/run installs it
 STATES = ("Queued", "Stashed", "Running", "Paused", "Done", "Locked")
 RESULTS = ("Success", "Failed", "FailedToSpawn", "Killed", "Errored", "DependencyFailed")
 INSTALL = ("install pueue (it provides `pueue` and `pueued`): `cargo install --locked pueue`, a package "
@@ -20,6 +21,7 @@ INSTALL = ("install pueue (it provides `pueue` and `pueued`): `cargo install --l
            "https://github.com/Nukesor/pueue/releases")
 START = "start the daemon with `pueued -d` (or enable its service: `systemctl --user enable --now pueued`)"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REPORT_TAIL = re.compile(r"^\s*(?:Location:|━+ BACKTRACE ━+)\s*$", re.MULTILINE)
 # The three ways a client finds no daemon, as pueue 4.0.4 and 3.4.1 word them (07-errors/ fixtures).
 _NO_DAEMON = (
     (re.compile(r'path "([^"]+)" while opening secret file'), "pueue's daemon was never started here (no shared secret at {0})"),
@@ -70,7 +72,9 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float | None = 6
 
 def error_of(args: tuple[str, ...] | list[str], output: str) -> PueueError:
     """The PueueError for a failed `pueue ARGS` that printed `output` (ANSI escapes removed)."""
-    text = _ANSI.sub("", output)
+    # color-eyre's report ends with a Location and, under RUST_BACKTRACE=1, a BACKTRACE section whose
+    # numbered frames ("3: pueue::main::…") must not read as causes
+    text = _REPORT_TAIL.split(_ANSI.sub("", output), 1)[0]
     for pattern, message in _NO_DAEMON:
         m = pattern.search(text)
         if m:

@@ -266,10 +266,15 @@ def row_for(job: dict, state: str, reason: str, end: datetime | None = None, wal
 
 def reconcile(root: Path, found: list[Job], tasks: dict[int, pueue.Task] | None = None, tail=pueue.log_tail) -> list[dict]:
     """Append a row for every job that ended Killed/Failed/… without one, and (given all of pueue's `tasks`)
-    for every job pueue no longer lists; exactly once. Returns the rows added."""
+    for every job pueue no longer lists; exactly once. Returns the rows added.
+
+    A run whose eval.py still lives (jobs.run_alive) gets nothing, whatever pueue says: after a daemon
+    crash pueue marks its tasks Killed but their processes run on and write their own rows. The check is
+    made again under the ledger's lock, and eval.py checks for a row after taking its run lock, so a row
+    written here and a result from eval.py exclude each other."""
     rows = []
     for j in found:
-        if j.task.state == "Done" and j.task.result in FAILED and j.row is None:
+        if j.task.state == "Done" and j.task.result in FAILED and j.row is None and not jobs.run_alive(root, j.job["run_id"]):
             log = Path(root) / jobs.QUEUE_DIR / f"{j.job['run_id']}.log"
             try:
                 text = tail(j.task.id)
@@ -284,10 +289,12 @@ def reconcile(root: Path, found: list[Job], tasks: dict[int, pueue.Task] | None 
         listed = {t.envs.get("LAB_RUN_ID") for t in tasks.values()}
         recorded = {r["run_id"] for r in ledger.read(ledger.ledger_path(root))[0]}
         for job in (j for js in jobs.pending(root, recorded).values() for j in js):
-            if job["run_id"] not in listed:
+            if job["run_id"] not in listed and not jobs.run_alive(root, job["run_id"]):
                 rows.append(row_for(job, "killed", f"pueue no longer lists task {job['task']} (removed, cleaned or reset "
                                                    "before lab saw it end) and eval.py wrote no row"))
-    return ledger.append_new(rows, ledger.ledger_path(root)) if rows else []
+    if not rows:
+        return []
+    return ledger.append_new(rows, ledger.ledger_path(root), unless=lambda row: jobs.run_alive(root, row["run_id"]))
 
 
 def watch(root: Path) -> tuple[list[Job], list[dict], list[str]]:
@@ -309,7 +316,9 @@ def watch(root: Path) -> tuple[list[Job], list[dict], list[str]]:
 
 
 def describe(root: Path, found: list[Job], rows: list[dict]) -> list[dict]:
-    """One plain dict per job for `lab queue status`: state, runtime, and the row's metric vs the prediction."""
+    """One plain dict per job for `lab queue status`: state, runtime, the row's metric vs the prediction, and
+    whether a job pueue calls Done still has a live eval.py and no row (`alive`: an orphan of a daemon
+    restart, which pueue marked Killed)."""
     base = verdicts.noise(rows, runs.main_train_sha(root))
     now = datetime.now(timezone.utc)
     out = []
@@ -325,14 +334,24 @@ def describe(root: Path, found: list[Job], rows: list[dict]) -> list[dict]:
             "row": row["status"] if row else None, "val_bpb": float(row["val_bpb"]) if row and row["val_bpb"] else None,
             "observed_delta": observed, "predicted_delta": j.job.get("predicted_delta"), "label": t.label or j.job["label"],
             "reason": row["reason"] if row else "",
+            "alive": t.state == "Done" and row is None and jobs.run_alive(root, j.job["run_id"]),
         })
     return out
 
 
-def blocked(found: list[Job], ids: list[int]) -> list[str]:
-    """Why `pueue wait` would block forever on some of `ids` (paused, stashed, locked tasks)."""
-    return [f"task {j.task.id} {BLOCKING[j.task.state].format(id=j.task.id)}"
-            for j in found if j.task.id in ids and j.task.state in BLOCKING]
+def blocked(found: list[Job], ids: list[int], groups: dict[str, dict] | None = None) -> dict[int, str]:
+    """{task id: why} for those of `ids` that `pueue wait` would wait on forever: paused, stashed or locked
+    tasks, and queued ones in a paused group (given pueue's `groups`)."""
+    out = {}
+    for j in found:
+        if j.task.id not in ids:
+            continue
+        if j.task.state in BLOCKING:
+            out[j.task.id] = f"task {j.task.id} {BLOCKING[j.task.state].format(id=j.task.id)}"
+        elif j.task.state == "Queued" and (groups or {}).get(j.task.group, {}).get("status") == "Paused":
+            out[j.task.id] = (f"task {j.task.id} is queued in the paused group {j.task.group!r}: "
+                              f"it starts after `pueue start --group {j.task.group}`")
+    return out
 
 
 def wait(ids: list[int], timeout: float | None = None) -> bool:
@@ -356,4 +375,7 @@ def line_of(d: dict) -> str:
         return head + f"ok val_bpb {d['val_bpb']:.4f}, delta {obs} (predicted {pred})"
     if d["row"]:
         return head + f"{d['row']}: {d['reason']}"
+    if d.get("alive"):
+        return head + (f"pueue says {d['state'].lower()} {d['result'] or ''}, but its eval.py still runs (orphaned by a "
+                       "daemon restart): its row comes when it ends")
     return head + f"{d['state'].lower()}{' ' + d['result'] if d['result'] else ''}, no row yet"

@@ -148,7 +148,8 @@ def orphans(root: Path, recorded: set[str]) -> list[dict]:
 def settle_orphans(root: Path, rows: list[dict]) -> list[dict]:
     """Append a `killed` row, exactly once, for every orphaned run; remove the records that have a row."""
     recorded = {r["run_id"] for r in rows}
-    added = ledger.append_new(orphans(root, recorded), ledger.ledger_path(root))
+    added = ledger.append_new(orphans(root, recorded), ledger.ledger_path(root),
+                              unless=lambda row: jobs.run_alive(root, row["run_id"]))  # asked again under the ledger's lock
     recorded |= {r["run_id"] for r in added}
     for r in jobs.running_records(root):
         if r["run_id"] in recorded and not jobs.run_alive(root, r["run_id"]):

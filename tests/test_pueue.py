@@ -494,6 +494,23 @@ def test_error_of_keeps_pueues_words(name, says):
     assert says in str(pueue.error_of(cap.args, cap.stdout + cap.stderr))
 
 
+def test_the_readme_installs_the_pueue_release_the_live_tests_pin():
+    readme = (HERE.parents[1] / "README.md").read_text()
+    assert f"cargo install --locked pueue --version {pueue.TESTED_VERSION}" in readme
+
+
+def test_error_of_under_rust_backtrace_keeps_the_causes_and_drops_the_frames():
+    """RUST_BACKTRACE=1 (set on many Rust users' machines, and on the box these were captured on) makes
+    color-eyre print numbered stack frames after the causes; they are not pueue's words."""
+    bad = capture("07-errors/rust-backtrace/status-json-bad-id-arg")
+    assert "BACKTRACE" in bad.stderr and "pueue::main" in bad.stderr
+    message = str(pueue.error_of(bad.args, bad.stdout + bad.stderr))
+    assert message == "`pueue --color never status --json 999` failed: Failed to parse query; --> 1:1"
+    stopped = capture("07-errors/rust-backtrace/daemon-stopped-status")
+    err = pueue.error_of(stopped.args, stopped.stdout + stopped.stderr)
+    assert isinstance(err, pueue.DaemonDown) and "it was stopped" in str(err) and "tokio" not in str(err)
+
+
 # ================================================================ run/add/status against replayed captures
 
 def test_status_runs_pueue_and_parses(replayed_pueue):

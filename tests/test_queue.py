@@ -166,6 +166,75 @@ def test_a_job_pueue_no_longer_lists_gets_a_killed_row_once(workspace):
     assert jobs.pending(workspace, {r["run_id"] for r in rows_of(workspace)}) == {}
 
 
+def hold_lock_in_another_process(root: Path, run_id: str) -> subprocess.Popen:
+    """A process that holds run `run_id`'s lock (as eval.py does) until it is killed."""
+    code = ("import sys, time; from lab import jobs; jobs.hold_run_lock(sys.argv[1], sys.argv[2]); "
+            "print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root), run_id], cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_run_is_alive_exactly_while_a_process_holds_its_lock(tmp_path):
+    run_id = "20261123-091901-0009"
+    assert not jobs.run_alive(tmp_path, run_id)  # no lock file: never started
+    holder = hold_lock_in_another_process(tmp_path, run_id)
+    try:
+        assert jobs.run_alive(tmp_path, run_id) and jobs.run_alive(tmp_path, run_id)  # probing takes nothing away
+        assert (tmp_path / jobs.RUNNING_DIR / f"{run_id}.lock").read_text() == f"{holder.pid}\n"
+        with pytest.raises(ValueError, match=f"another eval of run {run_id} is running"):
+            jobs.hold_run_lock(tmp_path, run_id)  # the same run evaluated twice at once
+        assert not jobs.wait_run(tmp_path, run_id, timeout=0.6)
+    finally:
+        holder.kill()  # SIGKILL: no handler, no cleanup; the kernel drops the lock
+        holder.wait()
+    assert not jobs.run_alive(tmp_path, run_id) and jobs.wait_run(tmp_path, run_id, timeout=5)
+    jobs.hold_run_lock(tmp_path, run_id)  # free again: this process may take it
+    assert jobs.run_alive(tmp_path, run_id)
+
+
+def test_reconcile_writes_nothing_for_a_killed_task_whose_eval_still_runs(workspace):
+    """After a daemon crash pueue says Killed while the orphaned eval runs on: no row until it dies without one."""
+    run_id = "20261123-091901-0009"
+    tasks = _status_with_run_ids(workspace, {9: run_id})  # task 9 is Done/Killed
+    holder = hold_lock_in_another_process(workspace, run_id)
+    try:
+        assert queue.reconcile(workspace, queue.ours(workspace, tasks), tasks, tail=lambda task_id: "") == []
+        assert not (workspace / jobs.QUEUE_DIR / f"{run_id}.log").exists()
+        rows = [queue.row_for(jobs.read_job(workspace, run_id), "killed", "x")]
+        assert ledger.append_new(rows, workspace / "results.tsv", unless=lambda r: jobs.run_alive(workspace, r["run_id"])) == []
+        assert rows_of(workspace) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    added = queue.reconcile(workspace, queue.ours(workspace, tasks), tasks, tail=lambda task_id: "")
+    assert [(r["run_id"], r["status"]) for r in added] == [(run_id, "killed")]
+    assert queue.reconcile(workspace, queue.ours(workspace, tasks), tasks, tail=lambda task_id: "") == []
+
+
+def test_eval_refuses_a_run_id_that_was_recorded_killed_before_it_took_the_lock(workspace, corpus):
+    """The other order: the queue wrote `killed` first; an eval of that run id starting late writes nothing."""
+    run_id = "20261123-091901-0009"
+    tasks = _status_with_run_ids(workspace, {9: run_id})
+    assert len(queue.reconcile(workspace, queue.ours(workspace, tasks), tail=lambda task_id: "")) == 1
+    before = (workspace / "results.tsv").read_bytes()
+    proc = subprocess.run(["just", "eval", "--source", str(corpus), "--max-steps", "1"], cwd=workspace,
+                          env=run_env(LAB_RUN_ID=run_id), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and f"run {run_id} already has a row" in proc.stderr, proc.stderr[-2000:]
+    assert (workspace / "results.tsv").read_bytes() == before
+
+
+def test_paused_stashed_and_queued_in_a_paused_group_block_pueue_wait():
+    tasks = pueue.parse_status((FIXTURES / "03-states" / "status-json-all-states.stdout").read_text())[0]
+    found = [queue.Job(t, {}, None) for t in tasks.values()]
+    groups = {"default": {"status": "Paused", "parallel_tasks": 1}, "gpu": {"status": "Running", "parallel_tasks": 2}}
+    why = queue.blocked(found, [0, 1, 2, 4, 5], groups)
+    assert sorted(why) == [1, 2, 4]  # Running (0) and Done (5) end on their own
+    assert "paused group 'default'" in why[1] and "pueue enqueue 2" in why[2] and "pueue start 4" in why[4]
+    assert sorted(queue.blocked(found, [0, 1, 2, 4, 5])) == [2, 4]  # without the groups: the tasks' own states
+
+
 def test_tasks_of_another_workspace_or_without_a_run_id_are_not_ours(workspace, tmp_path):
     tasks = _status_with_run_ids(workspace, {9: "20261123-091901-0009"})
     other = make_workspace(tmp_path / "other")  # a second clone sharing the same pueue daemon

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
 import typer
 from typer.core import TyperGroup
 
-from lab import gitx, ledger, pueue
+from lab import gitx, jobs, ledger, pueue
 from lab import queue as core
 from lab.commands.common import fail, root
 
@@ -91,6 +92,8 @@ def _outcome(d: dict) -> str:
         obs = "n/a" if d["observed_delta"] is None else f"{d['observed_delta']:+.4f}"
         pred = "n/a" if d["predicted_delta"] is None else f"{d['predicted_delta']:+.4f}"
         return f"val_bpb {d['val_bpb']:.4f}  delta {obs} (predicted {pred})"
+    if d["alive"]:
+        return "no row yet: its eval.py still runs (orphaned by a daemon restart)"
     return d["row"] or ""
 
 
@@ -109,28 +112,40 @@ def wait(
 ) -> None:
     """Block until the jobs finish, then print one line each; exit 1 unless every one has an ok row."""
     where = _root()
-    found, _, _, _ = _watch(where, "lab wait")
+    found, _, _, rows = _watch(where, "lab wait")
     mine = {j.task.id for j in found}
     unknown = [i for i in ids or [] if i not in mine]
     if unknown:
         fail(f"lab wait: task(s) {', '.join(map(str, unknown))} are not jobs of this workspace (`lab queue status` lists them)")
-    targets = list(ids) if ids else [j.task.id for j in found if j.task.state != "Done"]
+    # orphans: pueue marked them Killed when its daemon restarted, but their eval.py runs on and writes the row
+    orphans = {d["task"]: d["run_id"] for d in core.describe(where, found, rows) if d["alive"]}
+    targets = list(ids) if ids else [j.task.id for j in found if j.task.state != "Done" or j.task.id in orphans]
     if not targets:
         typer.echo("nothing to wait for: no unfinished jobs")
         return
-    for why in core.blocked(found, targets):
-        typer.echo(f"warning: {why}; `lab wait` blocks until then", err=True)
     try:
-        finished = core.wait(targets, timeout)
+        stuck = core.blocked(found, targets, pueue.groups())
     except pueue.PueueError as e:
         _fail("lab wait", e)
+    for why in stuck.values():
+        typer.echo(f"warning: {why}; not waiting for it", err=True)
+    started = time.monotonic()
+    waiting = [i for i in targets if i not in stuck and i not in orphans]
+    try:
+        finished = core.wait(waiting, timeout) if waiting else True
+    except pueue.PueueError as e:
+        _fail("lab wait", e)
+    for task, run_id in orphans.items():
+        if finished and task in targets:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            finished = jobs.wait_run(where, run_id, left)
     found, _, _, rows = _watch(where, "lab wait")
     described = [d for d in core.describe(where, found, rows) if d["task"] in targets]
     for d in described:
         typer.echo(core.line_of(d))
     if not finished:
         fail(f"lab wait: gave up after {timeout:.0f}s; still running: "
-             + ", ".join(str(d["task"]) for d in described if d["state"] != "Done"), 124)
+             + ", ".join(str(d["task"]) for d in described if d["state"] != "Done" or d["alive"]), 124)
     raise typer.Exit(0 if all(d["row"] == "ok" for d in described) else 1)
 
 
