@@ -100,6 +100,7 @@ BASH_ATTEMPTS = [
     ("append META_MODE=1 to human_journal.md", "echo 'META_MODE=1' >> human_journal.md", "human_journal.md is HUMAN-ONLY"),
     ("cp over eval.py", "cp /tmp/evil.py eval.py", "eval.py is FROZEN"),
     ("forge a queue record", "echo '{}' > .cache/queue/20261123-000000-beef.json", "a record the tools keep"),
+    ("free a live run's lock", "rm .cache/running/20261123-000000-beef.lock", "a record the tools keep"),
     ("python -c open(w)", "python3 -c \"open('eval.py', 'w').write('')\"", "eval.py is FROZEN"),
     ("git commit --no-verify", "git commit --no-verify -m sneaky", "--no-verify"),
     ("git config core.hooksPath", "git config core.hooksPath /dev/null", "core.hooksPath"),
