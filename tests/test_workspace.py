@@ -81,8 +81,9 @@ def test_templates_have_the_sections_a_reviewer_needs(template, sections):
         assert any(h.startswith(section) for h in headings), f"{template} lacks a '{section}' section"
 
 
-def test_committed_ledger_starts_with_the_schema_header():
-    assert (REPO / "results.tsv").read_text().split("\n", 1)[0] + "\n" == ledger.HEADER
+def test_committed_ledger_starts_with_a_schema_header():
+    # the current header or an earlier one: a ledger keeps the header it was created with (ledger.EARLIER_WIDTHS)
+    assert (REPO / "results.tsv").read_text().split("\n", 1)[0] + "\n" in ledger.HEADERS
 
 
 def test_just_lists_the_recipes_with_docs(tmp_path):
