@@ -1,7 +1,9 @@
 """The eval contract end to end: real train.py subprocesses on CPU, real exports, real ledger rows.
 
 Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
-with train.py shrunk to a 1-layer model so a run costs ~10-25 s on 2 cores. Whole file: ~5 min.
+with train.py shrunk to a 1-layer model and committed (a real eval trains the commit), so a run
+costs ~10-25 s on 2 cores; in the bwrap sandbox where it runs (tests/test_tamper.py attacks it).
+Whole file: ~5 min.
 Run: `just test tests/test_eval.py` (or `-m "not slow"` to skip it).
 """
 
@@ -75,6 +77,7 @@ def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, 
     assert row["train_sha"] == hashlib.sha256((workspace / "train.py").read_bytes()).hexdigest()[:16]
     assert row["data_sha"] and row["prepare_sha"] and int(row["params"]) > 0 and row["steps"] == "5"
     assert 1.0 < float(row["val_bpb"]) < 9.0
+    assert row["sandbox"].startswith("bwrap ") and float(row["train_s"]) <= float(row["train_wall_s"]) <= float(row["wall_s"])
 
 
 def test_smoke_via_just_checks_everything_and_writes_no_row(workspace, corpus):
@@ -117,6 +120,7 @@ BAD_TRAINS = {
 def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
     edits, status, reason = BAD_TRAINS[name]
     tiny_train(workspace, *edits)
+    git("commit", "-qam", name, cwd=workspace)
     before = seeded_ledger(workspace)
     proc = run_eval(workspace, corpus, "--max-steps", "3")
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -125,7 +129,17 @@ def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
     assert rows[0]["status"] == status
     assert reason in rows[0]["reason"]
     assert summary(proc.stdout)["status"] == status
-    assert rows[0]["dirty"] == "1"
+    assert rows[0]["dirty"] == "0"
+
+
+def test_uncommitted_changes_are_refused_before_training(workspace, corpus):
+    tiny_train(workspace)
+    before = seeded_ledger(workspace)
+    proc = run_eval(workspace, corpus, "--max-steps", "1")
+    assert proc.returncode == 1
+    rows = new_rows(workspace, before)
+    assert [(r["status"], r["dirty"], r["train_wall_s"]) for r in rows] == [("invalid", "1", "")]
+    assert "uncommitted changes (train.py)" in rows[0]["reason"] and "commit first" in rows[0]["reason"]
 
 
 HANG = ("def train(cfg: Config) -> None:\n",
@@ -145,11 +159,14 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
+# The two tests below read train.py's host pids from a file outside the workspace, so they run --unsandboxed;
+# tests/test_tamper.py checks the same inside the sandbox (a detached child and a sleeper).
 def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
     tiny_train(workspace, HANG)
+    git("commit", "-qam", "hang", cwd=workspace)
     before = seeded_ledger(workspace)
     pidfile = tmp_path / "pids"
-    proc = run_eval(workspace, corpus, "--hard-limit-s", "12", PIDFILE=str(pidfile))
+    proc = run_eval(workspace, corpus, "--hard-limit-s", "12", "--unsandboxed", PIDFILE=str(pidfile))
     assert proc.returncode == 1
     rows = new_rows(workspace, before)
     assert [r["status"] for r in rows] == ["timeout"]
@@ -161,9 +178,10 @@ def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
 
 def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus, tmp_path):
     tiny_train(workspace, HANG)
+    git("commit", "-qam", "hang", cwd=workspace)
     before = seeded_ledger(workspace)
     pidfile = tmp_path / "pids"
-    cmd = [sys.executable, str(workspace / "eval.py"), "--source", str(corpus)]
+    cmd = [sys.executable, str(workspace / "eval.py"), "--source", str(corpus), "--unsandboxed"]
     proc = subprocess.Popen(cmd, cwd=workspace, env=run_env(PIDFILE=str(pidfile)), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -183,6 +201,7 @@ def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus,
 
 def test_altered_data_cache_is_an_invalid_row_and_is_not_rebuilt(workspace, corpus):
     tiny_train(workspace)
+    git("commit", "-qam", "tiny", cwd=workspace)
     assert run_eval(workspace, corpus, "--max-steps", "1").returncode == 0
     (val,) = (workspace / ".cache" / "data").glob("*/val.bin")
     val.write_bytes(val.read_bytes()[:-10])
@@ -215,6 +234,7 @@ def test_bad_run_id_from_the_queue_fails_before_training_and_writes_nothing(work
 
 def test_run_id_and_label_from_the_environment_land_in_the_row(workspace, corpus):
     tiny_train(workspace)
+    git("commit", "-qam", "tiny", cwd=workspace)
     proc = run_eval(workspace, corpus, "--max-steps", "1", LAB_RUN_ID="q-42", LAB_LABEL="Q: does it help?\tH: expect -0.02")
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = ledger.read(workspace / "results.tsv")[0][-1]
@@ -225,6 +245,7 @@ def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, co
     git("worktree", "add", "-q", "5_worktrees/wider", "-b", "exp/wider", cwd=workspace)
     tree = workspace / "5_worktrees" / "wider"
     tiny_train(tree)
+    git("commit", "-qam", "tiny", cwd=tree)
     root_before = (workspace / "results.tsv").read_bytes()
     tree_before = (tree / "results.tsv").read_bytes()
 
@@ -239,7 +260,7 @@ def test_worktree_eval_uses_root_grader_and_appends_to_root_ledger(workspace, co
     assert [(r["slug"], r["branch"], r["status"]) for r in rows] == [("wider", "exp/wider", "ok")]
     assert rows[0]["eval_sha"] == hashlib.sha256((workspace / "eval.py").read_bytes()).hexdigest()[:16]
     assert rows[0]["train_sha"] == hashlib.sha256((tree / "train.py").read_bytes()).hexdigest()[:16]
-    assert rows[0]["dirty"] == "1"  # train.py edited, not committed
+    assert rows[0]["dirty"] == "0" and rows[0]["commit"] == git("rev-parse", "HEAD", cwd=tree).strip()
 
     marker = tree / "worktree-eval-ran"
     (tree / "eval.py").write_text(f"open({str(marker)!r}, 'w').write('tampered grader ran')\n")
