@@ -270,7 +270,7 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
     tree = Path(tempfile.mkdtemp(prefix=f"lab-tree-{row['run_id']}-"))
     try:
         try:  # the commit's tree from git objects (--smoke: the working copy), data-size limits first
-            sandbox.materialize(work, None if args.smoke else row["commit"], tree)
+            sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree)
         except sandbox.Refused as e:
             raise RunFailed("invalid", f"refused before training: {e}")
         if not (tree / "train.py").is_file():

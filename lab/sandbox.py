@@ -32,14 +32,17 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from lab import taxonomy
+
 SRC, DATA, OUT, HOME = "/src", "/data", "/out", "/home/train"
 ADDED_FILE_LIMIT = 256 << 10  # one file a commit adds (or changes) beyond main's tree
 ADDED_TOTAL_LIMIT = 1 << 20  # all of them together
 SANDBOX_UID = 1000
-# Copied from eval's environment when set; everything else is dropped. None of these names a path.
+# Copied from eval's environment when set; everything else is dropped. LD_LIBRARY_PATH is there for
+# containers that keep the CUDA driver library under it; the sandbox only sees what is bound anyway.
 ENV_PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES",
               "NVIDIA_DRIVER_CAPABILITIES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTORCH_CUDA_ALLOC_CONF",
-              "CUBLAS_WORKSPACE_CONFIG", "TORCH_CUDA_ARCH_LIST", "TORCH_NUM_THREADS")
+              "CUBLAS_WORKSPACE_CONFIG", "TORCH_CUDA_ARCH_LIST", "TORCH_NUM_THREADS", "LD_LIBRARY_PATH")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
              "alternatives", "hosts", "os-release")  # dynamic linker, user names (getpass), time zone
@@ -123,10 +126,13 @@ def materialize(checkout: Path, commit: str | None, dest: Path, base: str | None
     """Write `commit`'s tree (None: the working copy) into the empty directory `dest`; returns its entries.
 
     Blobs come from `git cat-file --batch` by object id: no checkout, no filters, no hooks, no
-    replace objects. Symlinks are kept only when they point inside the tree. With `base`, a tree
-    that adds more data than ADDED_*_LIMIT beyond that revision's tree is refused first.
+    replace objects. Symlinks are kept only when they point inside the tree. GLOBAL files (the
+    ledger, the journal) are left out: their live copies are the root checkout's, and training
+    needs neither. With `base`, a tree that adds more data than ADDED_*_LIMIT beyond that
+    revision's tree is refused first.
     """
     entries = tree_entries(checkout, commit) if commit else worktree_entries(checkout)
+    entries = [e for e in entries if not taxonomy.is_global(e.path)]
     if base and (problem := added_problem(entries, tree_entries(checkout, base))):
         raise Refused(problem)
     links = []

@@ -170,7 +170,7 @@ def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
     assert proc.returncode == 1
     rows = new_rows(workspace, before)
     assert [r["status"] for r in rows] == ["timeout"]
-    assert "hard limit of 12s" in rows[0]["reason"]
+    assert "hard limit of 12s" in rows[0]["reason"] and rows[0]["sandbox"] == "none"
     pids = [int(p) for p in pidfile.read_text().split()]
     time.sleep(0.5)
     assert not any(alive(p) for p in pids), "train.py or its child survived the hard limit"

@@ -235,3 +235,34 @@ def test_gpu_nodes_and_sys_are_bound_only_for_cuda(tmp_path):
     cuda = sandbox.command(["true"], tree=tmp_path, train_bin=tmp_path, out_dir=tmp_path, device="cuda:0")
     assert "/sys" not in cpu and "--dev-bind" not in cpu
     assert "/sys" in cuda and all(node in cuda for node in glob.glob("/dev/nvidia*"))
+
+
+def test_global_files_are_left_out_of_the_tree(repo, tmp_path):
+    (repo / "results.tsv").write_text("run_id\n")
+    (repo / "RESEARCH_JOURNAL.md").write_text("# journal\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "ledger and journal", cwd=repo)
+    for commit in (head(repo), None):
+        dest = tmp_path / f"tree-{commit is None}"
+        sandbox.materialize(repo, commit, dest)
+        assert (dest / "train.py").exists() and not (dest / "results.tsv").exists()
+        assert not (dest / "RESEARCH_JOURNAL.md").exists()
+
+
+def test_a_real_eval_without_bwrap_is_refused_with_the_fix_and_writes_no_row(tmp_path, corpus):
+    from conftest import make_workspace, run_env
+
+    ws = make_workspace(tmp_path / "ws")
+    bin_dir = tmp_path / "bin-without-bwrap"
+    bin_dir.mkdir()
+    for folder in run_env()["PATH"].split(os.pathsep):
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name != "bwrap" and not (bin_dir / name).exists() and os.access(os.path.join(folder, name), os.X_OK):
+                (bin_dir / name).symlink_to(os.path.join(folder, name))
+    before = (ws / "results.tsv").read_bytes()
+    proc = subprocess.run([sys.executable, str(ws / "eval.py"), "--source", str(corpus)], cwd=ws,
+                          env=run_env(PATH=str(bin_dir)), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert "apt-get install bubblewrap" in line and "--unsandboxed" in line
+    assert (ws / "results.tsv").read_bytes() == before
