@@ -1,18 +1,26 @@
 """eval.py — FROZEN: the fixed metric. Only a human changes this file (META_MODE, see program.md).
 
 Guarantees: train.py runs in its own process (never imported here), in this process group so a
-queue's kill reaches it, and is killed past a hard time limit. The metric is computed here, from the
-exported artifact alone, after canaries (right shape, finite logits, no peeking at later bytes, same
-number on re-evaluation), on the fixed val split. Every run appends exactly one row to the ROOT
-checkout's results.tsv — crash, timeout, invalid and killed runs too, with the reason — except
---smoke, which writes no row. In a worktree this file is always the root checkout's copy.
+queue's kill reaches it. A real eval trains the tree of the commit being evaluated (from git
+objects; uncommitted changes are refused) inside a bubblewrap sandbox (lab/sandbox.py: train.bin
+only, no network, only the run's output directory writable), and kills it once its wall time, which
+eval measures itself, passes the budget plus START_ALLOWANCE_S. The val bytes are read before
+training starts and checked against the manifest before scoring. The metric is computed here, from
+the exported artifact alone, loaded without running anything from it (lab/artifact.py: plain
+tensors, ATen operators, no state), after canaries on one fresh load (right shape, finite logits, no
+peeking at later bytes, same number on re-evaluation) and with more probes hidden at random places
+in the scoring pass on another. Every run appends exactly one row to the ROOT checkout's
+results.tsv — crash, timeout, invalid and killed runs too, with the reason — except --smoke, which
+writes no row. In a worktree this file is always the root checkout's copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -30,12 +38,17 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import gitx, jobs, ledger, meta, procs, runs, taxonomy
+from lab import artifact, gitx, jobs, ledger, meta, procs, runs, sandbox, taxonomy
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, EVAL_BATCH, VAL_BYTES = 512, 16, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
 SMOKE_SEQ_LEN, SMOKE_BATCH, SMOKE_VAL_BYTES, SMOKE_BUDGET_S = 64, 4, 1 << 14, 5.0
 PROBE_TOLERANCE = 1e-4  # relative change of earlier logits allowed when later bytes change
+PROBES = 3  # re-evaluations and as many causality probes, hidden at random places in the scoring pass
+# Wall seconds a run may take beyond its budget: start-up, the untimed first steps (compilation) and export.
+# Measured: the baseline with --max-steps 3 on 2 loaded CPU cores spends ~51 s outside train_s (17 s start-up,
+# 2 untimed steps of ~15 s, 8 s export), sandboxed or not; twice that, rounded up.
+START_ALLOWANCE_S = 120.0
 
 
 @dataclass
@@ -47,7 +60,8 @@ class Args:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     max_steps: int | None = None  # a step budget for train.py (deterministic runs); the time budget still bounds the hard limit
     smoke: bool = False  # tiny model, budget and split; checks the whole path; writes no row
-    hard_limit_s: float | None = None  # kill train.py's process tree past this; default 1.25 × budget + 120 s
+    hard_limit_s: float | None = None  # kill train.py earlier than budget + START_ALLOWANCE_S (never later)
+    unsandboxed: bool = False  # train without bubblewrap where it cannot run; the row says sandbox none
     source: Path | None = None  # text corpus for prepare.py; default: this Python's standard library
     workdir: Path = Path(".")  # the checkout (root or worktree) whose train.py is evaluated
 
@@ -76,14 +90,18 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def run_train(cmd: list[str], cwd: Path, log_path: Path, hard_limit_s: float) -> tuple[int | None, str]:
-    """Run train.py, teeing its output to the console and log_path. (returncode or None on timeout, last line)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_train(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, hard_limit_s: float) -> tuple[int | None, str, float]:
+    """Run train.py, teeing its output to the console and log_path.
+
+    (returncode or None past hard_limit_s, last line, wall seconds of the process as measured here).
+    """
+    log = log_path.open("wb")  # opened before train.py starts: a link it puts at this path is never followed
+    started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     tail: deque[str] = deque(maxlen=20)
 
     def pump() -> None:
-        with log_path.open("wb") as log:
+        with log:
             for raw in proc.stdout:
                 log.write(raw)
                 log.flush()
@@ -102,16 +120,25 @@ def run_train(cmd: list[str], cwd: Path, log_path: Path, hard_limit_s: float) ->
         if proc.poll() is None:
             procs.kill_tree(proc.pid)
             proc.wait()
+        wall = time.monotonic() - started
         reader.join(timeout=5)
-    return rc, (tail[-1] if tail else "(no output)")
+    return rc, (tail[-1] if tail else "(no output)"), wall
 
 
 @torch.no_grad()
-def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> tuple[float, int]:
-    """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params)."""
+def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -> tuple[float, int]:
+    """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params).
+
+    The canaries run on one fresh load of the artifact, the metric on another. The scoring pass also
+    carries PROBES re-evaluations and causality probes (later bytes taken from other val windows, so
+    they look like any batch) at places drawn from os.urandom and kept in this process only: no call
+    count or order tells a probe from a scored batch.
+    """
     try:
-        program = torch.export.load(artifact)
-        model = program.module()
+        canary_program, program = artifact.load_fresh(model_pt2), artifact.load_fresh(model_pt2)
+        canary_model, model = canary_program.module(), program.module()
+    except artifact.RefusedArtifact as e:
+        raise RunFailed("invalid", f"model.pt2 refused: {e}")
     except Exception as e:
         raise RunFailed("invalid", f"model.pt2 could not be loaded as a torch.export program: {type(e).__name__}: {e}")
     params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
@@ -123,7 +150,7 @@ def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> 
     index = starts[:, None] + torch.arange(seq_len + 1)
     windows = data[index]
 
-    def logits_of(x: torch.Tensor) -> torch.Tensor:
+    def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         try:
             out = model(x.to(device))
         except Exception as e:
@@ -142,17 +169,25 @@ def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> 
         real = len(chunk)
         return torch.cat([chunk, chunk.new_zeros(batch - real, seq_len + 1)]), real
 
-    def loss_sum(i: int) -> tuple[float, int]:
-        chunk, real = batch_at(i)
-        logits = logits_of(chunk[:, :-1])[:real]
+    def loss_of(logits: torch.Tensor, chunk: torch.Tensor, real: int) -> float:
         targets = chunk[:real, 1:].to(device)
-        return F.cross_entropy(logits.reshape(-1, 256), targets.reshape(-1), reduction="sum").item(), targets.numel()
+        return F.cross_entropy(logits[:real].reshape(-1, 256), targets.reshape(-1), reduction="sum").item()
+
+    def check_causal(logits: torch.Tensor, base: torch.Tensor, cut: int) -> None:
+        moved = (logits[:, :cut] - base[:, :cut]).abs().max().item()
+        if moved > PROBE_TOLERANCE * max(1.0, base.abs().max().item()):
+            raise RunFailed("invalid", f"causality probe failed: changing bytes from position {cut} on moved "
+                                       f"logits before it by {moved:.3g} (the model peeks at future bytes)")
+
+    def check_again(again: float, first: float, b: int) -> None:
+        if not math.isclose(again, first, rel_tol=1e-6, abs_tol=1e-6):
+            raise RunFailed("invalid", f"re-evaluating batch {b} gave {again:.6f} after {first:.6f} "
+                                       "(the model is not deterministic: dropout or randomness left in the export?)")
 
     x = batch_at(0)[0][:, :-1]
-    base = logits_of(x)
-    scale = max(1.0, base.abs().max().item())
-    drift = (logits_of(x) - base).abs().max().item()
-    if drift > PROBE_TOLERANCE * scale:  # checked first: randomness would also fail the causality probe
+    base = logits_of(canary_model, x)
+    drift = (logits_of(canary_model, x) - base).abs().max().item()
+    if drift > PROBE_TOLERANCE * max(1.0, base.abs().max().item()):  # first: randomness would also fail the causality probe
         raise RunFailed("invalid", f"the same batch twice gave logits {drift:.3g} apart "
                                    "(the model is not deterministic: dropout or randomness left in the export?)")
     # Causality probe: rewrite every byte from `cut` on; the logits before `cut` must not move.
@@ -160,21 +195,36 @@ def grade(artifact: Path, val: bytes, seq_len: int, batch: int, device: str) -> 
     for cut in sorted({1, seq_len // 3, seq_len // 2, seq_len - 1}):
         probe = x.clone()
         probe[:, cut:] = torch.randint(0, 256, (batch, seq_len - cut), generator=gen)
-        moved = (logits_of(probe)[:, :cut] - base[:, :cut]).abs().max().item()
-        if moved > PROBE_TOLERANCE * scale:
-            raise RunFailed("invalid", f"causality probe failed: changing bytes from position {cut} on moved "
-                                       f"logits before it by {moved:.3g} (the model peeks at future bytes)")
+        check_causal(logits_of(canary_model, probe), base, cut)
 
-    total, count, per_batch = 0.0, 0, []
-    for i in range(0, n_windows, batch):
-        s, n = loss_sum(i)
-        per_batch.append(s)
-        total, count = total + s, count + n
-    for i in {0, (len(per_batch) - 1) * batch}:  # re-evaluation canary: same bytes, same number
-        again, _ = loss_sum(i)
-        if not math.isclose(again, per_batch[i // batch], rel_tol=1e-6, abs_tol=1e-6):
-            raise RunFailed("invalid", f"re-evaluating batch {i // batch} gave {again:.6f} after {per_batch[i // batch]:.6f} "
-                                       "(the model is not deterministic: dropout or randomness left in the export?)")
+    # The scoring pass, on the other load, with the probes at secret places.
+    rng = random.Random(os.urandom(16))
+    n_batches = -(-n_windows // batch)
+    plan: list[tuple[str, int]] = [("score", b) for b in range(n_batches)]
+    for kind in ("again", "causal") * PROBES:
+        at = rng.randint(1, len(plan))
+        plan.insert(at, (kind, rng.choice([b for k, b in plan[:at] if k == "score"])))
+    kept = {b for k, b in plan if k == "causal"}  # batches whose logits a later causality probe compares with
+    losses: dict[int, float] = {}
+    logits_kept: dict[int, torch.Tensor] = {}
+    total, count = 0.0, 0
+    for kind, b in plan:
+        chunk, real = batch_at(b * batch)
+        if kind == "causal":
+            cut = rng.randint(1, seq_len - 1)
+            probe = chunk[:, :-1].clone()
+            probe[:, cut:] = batch_at(rng.randrange(n_batches) * batch)[0][:, cut:-1].roll(1, dims=0)
+            check_causal(logits_of(model, probe), logits_kept[b], cut)
+            continue
+        logits = logits_of(model, chunk[:, :-1])
+        loss = loss_of(logits, chunk, real)
+        if kind == "again":
+            check_again(loss, losses[b], b)
+            continue
+        losses[b] = loss
+        total, count = total + loss, count + real * seq_len
+        if b in kept:
+            logits_kept[b] = logits
     return total / count / math.log(2), params
 
 
@@ -205,36 +255,73 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
     except prepare.DataError as e:
         raise RunFailed("invalid", f"data: {e}")
     row["data_sha"] = prepare.data_hash(manifest)[:16]
-    train_py = work / "train.py"
-    if not train_py.is_file():
-        raise RunFailed("invalid", f"no train.py in {work}")
+    if not args.smoke and (unclean := jobs.unclean(work)):
+        raise RunFailed("invalid", f"uncommitted changes ({', '.join(unclean[:3])}{' …' if len(unclean) > 3 else ''}): "
+                                   "commit first; a real eval trains the commit, not the working copy")
+    val = prepare.load_split(data_dir, "val")  # before training: nothing train.py does can reach these bytes
     seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH)
-    launcher = [sys.executable, str(ROOT / "lab" / "typecheck.py")] if os.environ.get("LAB_TYPECHECK") == "1" else [sys.executable]
-    cmd = [*launcher, str(train_py), "--data-dir", str(data_dir), "--out-dir", str(out_dir),
+    hard_limit = row["budget_s"] + START_ALLOWANCE_S
+    hard_limit = min(hard_limit, args.hard_limit_s) if args.hard_limit_s else hard_limit
+    tree = Path(tempfile.mkdtemp(prefix=f"lab-tree-{row['run_id']}-"))
+    try:
+        try:  # the commit's tree from git objects (--smoke: the working copy), data-size limits first
+            sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree)
+        except sandbox.Refused as e:
+            raise RunFailed("invalid", f"refused before training: {e}")
+        if not (tree / "train.py").is_file():
+            raise RunFailed("invalid", f"no train.py in {'the working copy' if args.smoke else 'commit ' + row['commit'][:12]}")
+        cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
+        logger.info(f"run {row['run_id']}: training {'the working copy' if args.smoke else row['commit'][:12]} "
+                    f"(sandbox {row['sandbox']}, budget {row['budget_s']}s, killed past {hard_limit:.0f}s)")
+        rc, last_line, wall = run_train(cmd, tree, env, out_dir / "train.log", hard_limit)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    row["train_wall_s"] = round(wall, 1)
+    if rc is None:
+        raise RunFailed("timeout", f"train.py ran past the hard limit of {hard_limit:.0f}s (budget {row['budget_s']}s + "
+                                   f"{START_ALLOWANCE_S:.0f}s allowance, wall time measured by eval); its process tree was killed")
+    if rc != 0:
+        how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+        raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
+    if not os.path.lexists(out_dir / "model.pt2"):
+        raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
+    try:  # regular files only, each read once: a link left in the output directory is never followed
+        model_pt2 = artifact.read(out_dir / "model.pt2")
+        info = json.loads(artifact.read(out_dir / "train_info.json"))
+    except artifact.RefusedArtifact as e:
+        raise RunFailed("invalid", f"train.py's output refused: {e}")
+    except ValueError as e:
+        raise RunFailed("invalid", f"train_info.json is not JSON in {out_dir}: {e}")
+    reported = info.get("train_s") if isinstance(info, dict) else None
+    if not isinstance(reported, (int, float)) or not 0 <= reported <= wall:
+        raise RunFailed("invalid", f"train_info.json reports train_s {reported!r}, but train.py ran {wall:.1f}s (measured by eval)")
+    if hashlib.sha256(val).hexdigest() != manifest["sha256"]["val"]:
+        raise RunFailed("invalid", "the val bytes read before training differ from the manifest's sha256; "
+                                   "delete the data cache and run `just prepare`")
+    val = val[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
+    logger.info(f"grading {out_dir / 'model.pt2'} on {len(val):,} val bytes")
+    val_bpb, params = grade(model_pt2, val, seq_len, batch, device)
+    return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
+            "train_s": reported, "peak_mem_mb": info.get("peak_mem_mb")}
+
+
+def train_command(args: Args, row: dict, tree: Path, data_dir: Path, out_dir: Path, device: str, seq_len: int,
+                  batch: int) -> tuple[list[str], dict[str, str]]:
+    """train.py's command line and environment: in the sandbox (train.bin only), or as is with --unsandboxed."""
+    boxed = row["sandbox"] != "none"
+    src, data, out = (sandbox.SRC, sandbox.DATA, sandbox.OUT) if boxed else (str(tree), str(data_dir), str(out_dir))
+    checker = "/grader/typecheck.py" if boxed else str(ROOT / "lab" / "typecheck.py")  # eval's copy, not the tree's
+    typecheck = os.environ.get("LAB_TYPECHECK") == "1"
+    cmd = [sys.executable, *([checker] if typecheck else []), f"{src}/train.py", "--data-dir", data, "--out-dir", out,
            "--budget-s", str(row["budget_s"]), "--seed", str(row["seed"]), "--device", device,
            "--seq-len", str(seq_len), "--export-batch", str(batch)]
     cmd += ["--max-steps", str(args.max_steps)] if args.max_steps else []
     cmd += ["--smoke"] if args.smoke else []
-    hard_limit = args.hard_limit_s or 1.25 * row["budget_s"] + 120
-    logger.info(f"run {row['run_id']}: training {train_py} (budget {row['budget_s']}s, hard limit {hard_limit:.0f}s)")
-    rc, last_line = run_train(cmd, work, out_dir / "train.log", hard_limit)
-    if rc is None:
-        raise RunFailed("timeout", f"train.py ran past the hard limit of {hard_limit:.0f}s; its process tree was killed")
-    if rc != 0:
-        how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
-        raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
-    artifact = out_dir / "model.pt2"
-    if not artifact.is_file():
-        raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
-    try:
-        info = json.loads((out_dir / "train_info.json").read_text())
-    except (OSError, ValueError) as e:
-        raise RunFailed("invalid", f"train_info.json missing or not JSON in {out_dir}: {e}")
-    val = prepare.load_split(data_dir, "val")[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
-    logger.info(f"grading {artifact} on {len(val):,} val bytes")
-    val_bpb, params = grade(artifact, val, seq_len, batch, device)
-    return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
-            "train_s": info.get("train_s"), "peak_mem_mb": info.get("peak_mem_mb")}
+    if not boxed:
+        return cmd, {**os.environ, "PYTHONUNBUFFERED": "1"}
+    files = {checker: ROOT / "lab" / "typecheck.py"} if typecheck else {}
+    return sandbox.command(cmd, tree=tree, train_bin=data_dir / "train.bin", out_dir=out_dir, device=device,
+                           files=files), sandbox.environment()
 
 
 def smoke_gate(root: Path, work: Path, eval_sha: str) -> None:
@@ -297,6 +384,12 @@ def main() -> None:
     row = runs.provenance(root, work, run_id, args.seed, budget, args.max_steps, device,
                           label=os.environ.get("LAB_LABEL", ""), task=(job or {}).get("task"),
                           predicted_delta=(job or {}).get("predicted_delta"))
+    boxed, sandbox_line = (False, "--unsandboxed") if args.unsandboxed else sandbox.available()
+    if not boxed and not args.unsandboxed and not args.smoke:
+        die(f"{sandbox_line}; a real eval trains in that sandbox: fix it, or pass --unsandboxed (the row says sandbox none)")
+    if not boxed and not args.unsandboxed:
+        logger.warning(f"smoke without a sandbox: {sandbox_line}")
+    row["sandbox"] = sandbox_line if boxed else "none"
     if not args.smoke:  # fail before training, not after, if the row could not be written
         try:
             ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})

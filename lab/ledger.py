@@ -16,7 +16,8 @@ from datetime import datetime
 FILENAME = "results.tsv"
 STATUSES = ("ok", "crash", "timeout", "invalid", "killed")
 
-# Column -> kind. Order is the file's column order; groups: identity, outcome, queue, provenance.
+# Column -> kind. Order is the file's column order; groups: identity, outcome, queue, provenance, grader.
+# Columns are only ever added at the end: an earlier header is a prefix of this one (EARLIER_WIDTHS).
 SCHEMA: dict[str, str] = {
     "run_id": "id", "time": "time", "slug": "id", "branch": "text", "commit": "hex?", "dirty": "bool",
     "status": "status", "reason": "text", "val_bpb": "float?", "train_s": "float?", "wall_s": "float",
@@ -24,9 +25,14 @@ SCHEMA: dict[str, str] = {
     "pueue_task": "int?", "label": "text", "predicted_delta": "float?",
     "seed": "int", "budget_s": "float", "max_steps": "int?", "device": "text", "host": "text",
     "eval_sha": "hex?", "prepare_sha": "hex?", "train_sha": "hex?", "data_sha": "hex?",
+    "sandbox": "text", "train_wall_s": "float?",  # how eval.py trained (`bwrap 0.8.0` or `none`) and the wall time it measured
 }
 COLUMNS = tuple(SCHEMA)
 HEADER = "\t".join(COLUMNS) + "\n"
+# Widths of earlier schemas. A ledger keeps the header it was created with (its bytes never change);
+# its lines have that width or the current one, and the columns a line lacks read as empty.
+EARLIER_WIDTHS = (27,)
+HEADERS = (HEADER, *("\t".join(COLUMNS[:w]) + "\n" for w in EARLIER_WIDTHS))
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -182,7 +188,7 @@ def _locked_append(path: str | os.PathLike, lines_for) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         header = os.pread(fd, len(HEADER.encode()), 0)
-        if header != HEADER.encode():
+        if not any(header.startswith(h) for h in _HEADER_BYTES):
             raise LedgerError(f"{path}:1: header differs from the schema; expected columns: {', '.join(COLUMNS)}")
         data = "".join(lines_for(fd, size)).encode()
         if not data:
@@ -216,18 +222,30 @@ _KINDS = list(SCHEMA.values())
 # status, reason, val_bpb as one unit: an ok row has a metric, any other status has a reason.
 _OUTCOME = (rf"(?:ok\t{_CELL['text']}\t(?:{_FLOAT.pattern})"
             rf"|(?:{'|'.join(STATUSES[1:])})\t(?=[^\t\n])(?:{_CELL['text']})\t(?:{_FLOAT.pattern})?)")
-_ROW = "\t".join(_cells(_KINDS[:_STATUS_AT]) + [_OUTCOME] + _cells(_KINDS[_STATUS_AT + 3:]))
-_LINE = re.compile(_ROW)
+_WIDTHS = (len(COLUMNS), *EARLIER_WIDTHS)
+_HEADER_BYTES = tuple(h.encode() for h in HEADERS)
+
+
+def _line_pattern(width: int) -> re.Pattern:
+    return re.compile("\t".join(_cells(_KINDS[:_STATUS_AT]) + [_OUTCOME] + _cells(_KINDS[_STATUS_AT + 3 : width])))
+
+
+_LINE = _line_pattern(len(COLUMNS))
+_EARLIER_LINES = tuple(_line_pattern(w) for w in EARLIER_WIDTHS)
+
+
+def _fast_match(line: str) -> bool:
+    return bool(_LINE.fullmatch(line) or any(p.fullmatch(line) for p in _EARLIER_LINES))
 
 
 def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
     """A validated row, or the (field, message) problems of the line (without its newline)."""
-    if _LINE.fullmatch(line):  # fast path
+    if _fast_match(line):  # fast path
         return _row(line)
     cells = line.split("\t")
-    if len(cells) != len(COLUMNS):
+    if len(cells) not in _WIDTHS:
         return [("", f"has {len(cells)} columns, expected {len(COLUMNS)}")]
-    row = {}
+    row = dict.fromkeys(COLUMNS, "")
     for col, cell in zip(COLUMNS, cells):
         try:
             row[col] = unescape(cell)
@@ -237,9 +255,11 @@ def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
 
 
 def _row(line: str) -> dict[str, str]:
+    cells = line.split("\t")
+    cells += [""] * (len(COLUMNS) - len(cells))  # a line of an earlier schema lacks the later columns
     if "\\" in line:
-        return {col: unescape(cell) for col, cell in zip(COLUMNS, line.split("\t"))}
-    return dict(zip(COLUMNS, line.split("\t")))
+        return {col: unescape(cell) for col, cell in zip(COLUMNS, cells)}
+    return dict(zip(COLUMNS, cells))
 
 
 def _cache_file(path: str | os.PathLike) -> str:
@@ -283,8 +303,8 @@ def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:
         data = f.read()
     if not data:
         return [], [Problem(path, 1, "", "file is empty; the first line must be the header")]
-    header = HEADER.encode()
-    if data.startswith(header) and data.endswith(b"\n"):  # fast path for a clean ledger: lab status on 100k rows
+    header = data[: data.find(b"\n") + 1]
+    if header in _HEADER_BYTES and data.endswith(b"\n"):  # fast path for a clean ledger: lab status on 100k rows
         try:
             text = data[len(header):].decode()
         except UnicodeDecodeError:
@@ -292,14 +312,14 @@ def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:
         lines = text.split("\n")[:-1]
         known = _validated_prefix(path, data)  # rows are only ever appended: re-check only the new ones
         fullmatch = _LINE.fullmatch
-        if lines and all(map(fullmatch, lines[known:])):
+        if lines and (all(map(fullmatch, lines[known:])) or all(map(_fast_match, lines[known:]))):
             _remember_validated(path, data, len(lines))
             return [_row(line) for line in lines], []
     lines = data.split(b"\n")
     torn = lines.pop()  # b"" when the file ends with a newline
     rows: list[dict[str, str]] = []
     problems: list[Problem] = []
-    if lines and lines[0] + b"\n" != HEADER.encode():
+    if lines and lines[0] + b"\n" not in _HEADER_BYTES:
         problems.append(Problem(path, 1, "", f"header differs from the schema; expected: {HEADER.strip()!r}"))
     for number, raw in enumerate(lines[1:], start=2):
         if raw.endswith(TORN_MARK.encode()):

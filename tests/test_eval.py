@@ -1,11 +1,11 @@
 """The eval contract end to end: real train.py subprocesses on CPU, real exports, real ledger rows.
 
 Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
-with train.py shrunk to a 1-layer model so a run costs ~10-40 s on 2 cores (the step-budget test
-runs three: ~85 s). The tests that train are marked slow: whole file ~7 min on a loaded 2-core box
-(`just test-all tests/test_eval.py`). Seven train nothing and are in the fast set (~60 s: a missing
-source, a bad run id, the 12 s hard limit, the queue's kill, the smoke key, the experiment gate, a
-foreground eval killed from outside): `just test tests/test_eval.py`.
+with train.py shrunk to a 1-layer model and committed (a real eval trains the commit, in the bwrap
+sandbox; tests/test_tamper.py attacks it), so a run costs ~10-40 s on 2 cores. The tests that train
+are marked slow: whole file ~7 min on a loaded 2-core box (`just test-all tests/test_eval.py`). Seven
+train nothing and are in the fast set (~60 s: a missing source, a bad run id, the 12 s hard limit, the
+queue's kill, the smoke key, the experiment gate, a foreground eval killed from outside).
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, 
     assert row["train_sha"] == hashlib.sha256((workspace / "train.py").read_bytes()).hexdigest()[:16]
     assert row["data_sha"] and row["prepare_sha"] and int(row["params"]) > 0 and row["steps"] == "5"
     assert 1.0 < float(row["val_bpb"]) < 9.0
+    assert row["sandbox"].startswith("bwrap ") and float(row["train_s"]) <= float(row["train_wall_s"]) <= float(row["wall_s"])
 
 
 @pytest.mark.slow
@@ -155,6 +156,7 @@ BAD_TRAINS = {
 def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
     edits, status, reason = BAD_TRAINS[name]
     tiny_train(workspace, *edits)
+    git("commit", "-qam", name, cwd=workspace)
     before = seeded_ledger(workspace)
     proc = run_eval(workspace, corpus, "--max-steps", "3")
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -163,7 +165,17 @@ def test_bad_train_gets_one_row_with_the_right_status(workspace, corpus, name):
     assert rows[0]["status"] == status
     assert reason in rows[0]["reason"]
     assert summary(proc.stdout)["status"] == status
-    assert rows[0]["dirty"] == "1"
+    assert rows[0]["dirty"] == "0"
+
+
+def test_uncommitted_changes_are_refused_before_training(workspace, corpus):
+    tiny_train(workspace)
+    before = seeded_ledger(workspace)
+    proc = run_eval(workspace, corpus, "--max-steps", "1")
+    assert proc.returncode == 1
+    rows = new_rows(workspace, before)
+    assert [(r["status"], r["dirty"], r["train_wall_s"]) for r in rows] == [("invalid", "1", "")]
+    assert "uncommitted changes (train.py)" in rows[0]["reason"] and "commit first" in rows[0]["reason"]
 
 
 # train.py hangs (with a child) before it imports torch, so the hard limit is not spent on imports, whose
@@ -195,15 +207,18 @@ def survivors(pids: list[int], within_s: float = 10.0) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+# The two tests below read train.py's host pids from a file outside the workspace, so they run --unsandboxed;
+# tests/test_tamper.py checks the same inside the sandbox (a detached child and a sleeper).
 def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
     tiny_train(workspace, HANG)
+    git("commit", "-qam", "hang", cwd=workspace)
     before = seeded_ledger(workspace)
     pidfile = tmp_path / "pids"
-    proc = run_eval(workspace, corpus, "--hard-limit-s", "12", PIDFILE=str(pidfile))
+    proc = run_eval(workspace, corpus, "--hard-limit-s", "12", "--unsandboxed", PIDFILE=str(pidfile))
     assert proc.returncode == 1
     rows = new_rows(workspace, before)
     assert [r["status"] for r in rows] == ["timeout"]
-    assert "hard limit of 12s" in rows[0]["reason"]
+    assert "hard limit of 12s" in rows[0]["reason"] and rows[0]["sandbox"] == "none"
     assert pidfile.exists(), "train.py was killed before it reached its first line"
     pids = [int(p) for p in pidfile.read_text().split()]
     assert survivors(pids) == [], "train.py or its child survived the hard limit"
@@ -211,9 +226,10 @@ def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
 
 def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus, tmp_path):
     tiny_train(workspace, HANG)
+    git("commit", "-qam", "hang", cwd=workspace)
     before = seeded_ledger(workspace)
     pidfile = tmp_path / "pids"
-    cmd = [sys.executable, str(workspace / "eval.py"), "--source", str(corpus)]
+    cmd = [sys.executable, str(workspace / "eval.py"), "--source", str(corpus), "--unsandboxed"]
     proc = subprocess.Popen(cmd, cwd=workspace, env=run_env(PIDFILE=str(pidfile)), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -233,6 +249,7 @@ def test_queue_kill_of_the_process_group_records_a_killed_row(workspace, corpus,
 @pytest.mark.slow
 def test_altered_data_cache_is_an_invalid_row_and_is_not_rebuilt(workspace, corpus):
     tiny_train(workspace)
+    git("commit", "-qam", "tiny", cwd=workspace)
     assert run_eval(workspace, corpus, "--max-steps", "1").returncode == 0
     (val,) = (workspace / ".cache" / "data").glob("*/val.bin")
     val.write_bytes(val.read_bytes()[:-10])
@@ -266,6 +283,7 @@ def test_bad_run_id_from_the_queue_fails_before_training_and_writes_nothing(work
 @pytest.mark.slow
 def test_run_id_and_label_from_the_environment_land_in_the_row(workspace, corpus):
     tiny_train(workspace)
+    git("commit", "-qam", "tiny", cwd=workspace)
     proc = run_eval(workspace, corpus, "--max-steps", "1", LAB_RUN_ID="q-42", LAB_LABEL="Q: does it help?\tH: expect -0.02")
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = ledger.read(workspace / "results.tsv")[0][-1]

@@ -200,14 +200,14 @@ GOOD = line_of(make_row(run_id="before"))
 BAD_LINES = {
     "bad-escape": (_replace_cell(GOOD, "reason", b"oops \\x here"), "reason", "bad escape '\\x'"),
     "trailing-backslash": (_replace_cell(GOOD, "label", b"ends\\"), "label", "bad escape '\\'"),
-    "too-few-columns": (GOOD.rstrip(b"\n").rsplit(b"\t", 1)[0] + b"\n", "", "has 26 columns, expected 27"),
-    "too-many-columns": (GOOD.rstrip(b"\n") + b"\textra\n", "", "has 28 columns, expected 27"),
-    "blank-line": (b"\n", "", "has 1 columns, expected 27"),
+    "too-few-columns": (GOOD.rstrip(b"\n").rsplit(b"\t", 1)[0] + b"\n", "", f"has {len(ledger.COLUMNS) - 1} columns, expected {len(ledger.COLUMNS)}"),
+    "too-many-columns": (GOOD.rstrip(b"\n") + b"\textra\n", "", f"has {len(ledger.COLUMNS) + 1} columns, expected {len(ledger.COLUMNS)}"),
+    "blank-line": (b"\n", "", f"has 1 columns, expected {len(ledger.COLUMNS)}"),
     "unknown-status": (_replace_cell(GOOD, "status", b"great"), "status", "'great' is not a status"),
     "non-numeric-metric": (_replace_cell(GOOD, "val_bpb", b"fast"), "val_bpb", "'fast' is not a finite decimal number"),
     "inf-metric": (_replace_cell(GOOD, "wall_s", b"inf"), "wall_s", "'inf' is not a finite decimal number"),
     "non-integer-seed": (_replace_cell(GOOD, "seed", b"1.5"), "seed", "'1.5' is not an integer"),
-    "crlf-line-end": (GOOD.rstrip(b"\n") + b"\r\n", "data_sha", "is not a lowercase hex hash"),
+    "crlf-line-end": (GOOD.rstrip(b"\n") + b"\r\n", ledger.COLUMNS[-1], "is not a finite decimal number"),
     "non-utf8": (_replace_cell(GOOD, "reason", b"caf\xe9 \xff\xfe"), "", "is not valid UTF-8"),
 }
 
@@ -602,3 +602,26 @@ def test_validated_prefix_cache_never_hides_an_edited_row(tmp_path):
     rows, problems = ledger.read(path)
     assert [r["run_id"] for r in rows] == ["r2", "r3"]
     assert [(p.line, p.field) for p in problems] == [(2, "status")]
+
+
+# ---------------------------------------------------------------------------------------------- schema growth
+
+
+def test_a_ledger_with_an_earlier_header_stays_readable_and_takes_new_rows_without_changing_a_byte(tmp_path):
+    """Columns are only added at the end: a 27-column ledger keeps its header and rows; new rows carry every column."""
+    from lab import guard
+
+    width = ledger.EARLIER_WIDTHS[0]
+    old_row = make_row(run_id="old")
+    old_line = "\t".join(ledger.format_row(old_row).rstrip("\n").split("\t")[:width]) + "\n"
+    path = tmp_path / ledger.FILENAME
+    path.write_bytes(("\t".join(ledger.COLUMNS[:width]) + "\n" + old_line).encode())
+    before = path.read_bytes()
+    ledger.append(make_row(run_id="new", sandbox="bwrap 0.8.0", train_wall_s=12.5), path)
+    after = path.read_bytes()
+    assert after.startswith(before)
+    rows, problems = ledger.read(path)
+    assert problems == []
+    assert [(r["run_id"], r["sandbox"], r["train_wall_s"]) for r in rows] == [("old", "", ""), ("new", "bwrap 0.8.0", "12.5")]
+    assert guard.ledger_problem(before, after) is None
+    assert ledger.read_strict(path)[0] == {**as_text(old_row), "sandbox": "", "train_wall_s": ""}
