@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, run_env, tiny_train
-from lab import ledger, sandbox
+from lab import jobs, ledger, sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sandbox.available()[0], reason="bwrap cannot run here")]
 
@@ -116,6 +116,10 @@ def attack(host: Host, name: str, *edits: tuple[str, str], files: dict[str, byte
         (ws / rel).write_bytes(data)
     git("add", "train.py", *(files or {}), cwd=ws)
     git("commit", "-q", "--allow-empty", "-m", f"attack: {name}", cwd=ws)  # staged files only: never the ledger
+    # An experiment's eval needs a smoke pass on its content (issue 10's gate, a guidance layer): recorded here as
+    # `just smoke` would, since what is under attack is the grader, and a smoke of the attack would run it twice.
+    jobs.record_smoke(ws, jobs.content_key(ws), jobs.file_sha(ws / "eval.py"), jobs.file_sha(ws / "train.py"),
+                      git("rev-parse", "HEAD", cwd=ws).strip(), 0.0)
     before = (ws / "results.tsv").read_bytes()
     digests = host.digests()
     proc = just_eval(ws, host.corpus, *eval_args)
