@@ -30,14 +30,21 @@ def lab(ws: Path, *args: str) -> str:
     return proc.stdout
 
 
-def test_a_literal_agent_walks_one_whole_iteration_and_moves_on(workspace):
+def test_a_literal_agent_walks_one_whole_iteration_and_moves_on(workspace, tmp_path):
     tiny_train(workspace)  # the human's set-up: a tiny baseline, one critiqued idea waiting is enough
     pyproject = workspace / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace("ideas_waiting = 30", "ideas_waiting = 1"))
     git("commit", "-qam", "tiny baseline, one idea waiting", cwd=workspace)
 
+    # `lab` on PATH is this workspace's (a user's root .venv has it; here the shared .venv's points elsewhere)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "lab").write_text(f"#!/bin/sh\nexec {sys.executable} -m lab.cli \"$@\"\n")
+    (shim / "lab").chmod(0o755)
+    env = run_env()
+    env["PATH"] = f"{shim}:{env['PATH']}"
     proc = subprocess.run([sys.executable, str(AGENT), str(workspace), "--until", "IDEATE", "--first-args", "--max-steps 8"],
-                          cwd=workspace, env=run_env(), capture_output=True, text=True, timeout=1500)
+                          cwd=workspace, env=env, capture_output=True, text=True, timeout=1500)
     steps = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 0, f"{proc.stderr[-3000:]}\nsteps: {steps}"
 

@@ -190,8 +190,9 @@ def test_a_run_is_alive_exactly_while_a_process_holds_its_lock(tmp_path):
         holder.kill()  # SIGKILL: no handler, no cleanup; the kernel drops the lock
         holder.wait()
     assert not jobs.run_alive(tmp_path, run_id) and jobs.wait_run(tmp_path, run_id, timeout=5)
-    jobs.hold_run_lock(tmp_path, run_id)  # free again: this process may take it
+    mine = jobs.hold_run_lock(tmp_path, run_id)  # free again: this process may take it
     assert jobs.run_alive(tmp_path, run_id)
+    mine.close()  # (an eval keeps it until it exits; a test closes it)
 
 
 def test_reconcile_writes_nothing_for_a_killed_task_whose_eval_still_runs(workspace):

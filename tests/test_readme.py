@@ -18,6 +18,7 @@ forced; with uv.lock's wheels cached it needs no network). Run: `just test-all t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -88,7 +89,8 @@ def test_the_readmes_two_setup_commands_work_on_a_fresh_clone(tmp_path):
     assert dirty(clone) == [" M results.tsv"], "the first command's row is left uncommitted, nothing else"
 
     second = run(test_cmd, clone, env, tmp_path / "second.log", timeout=3600)
-    summary = second.stdout.strip().splitlines()[-1] if second.stdout.strip() else ""
+    # pytest's closing line (a warning printed at interpreter exit may follow it)
+    summary = next((line for line in reversed(second.stdout.splitlines()) if re.search(r"\d+ (passed|failed)", line)), "")
     assert second.returncode == 0, f"`{test_cmd}` failed ({second.returncode}):\n{second.stdout[-6000:]}"
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
     assert "deselected" in summary, f"`{test_cmd}` should be the fast set (slow tests deselected): {summary}"
