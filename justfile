@@ -112,10 +112,22 @@ plot *ARGS: _ensure-python
 merge SLUG *ARGS: _ensure-python
     "{{ python }}" -m lab.cli merge "$@"
 
-# git hooks (the guard's pre-commit layer) and pueue's `lab` group, one slot per GPU; idempotent
+# git hooks (the guard's pre-commit layer), bubblewrap (root + apt; else says how) and pueue's `lab` group; idempotent
 [group('queue')]
-setup *ARGS: _ensure-python _setup
+setup *ARGS: _ensure-python _setup _bwrap
     "{{ python }}" -m lab.cli setup "$@"
+
+[private]
+_bwrap:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v bwrap >/dev/null 2>&1 && exit 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "just setup: installing bubblewrap (a real eval trains in its sandbox)" >&2
+        apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+    else
+        echo "just setup: bubblewrap (bwrap) is missing and a real eval refuses to run without it: install it (sudo apt-get install bubblewrap, dnf install bubblewrap, pacman -S bubblewrap)" >&2
+    fi
 
 [private]
 _hooks:
