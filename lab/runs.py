@@ -16,7 +16,6 @@ from lab import gitx, jobs, ledger
 
 BASELINE = "main"  # the baseline's slug: the root checkout's branch
 BASELINE_SLUGS = ("main", "baseline")  # rows of either are baseline rows
-DEFAULT_BUDGET_S = jobs.DEFAULT_BUDGET_S
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the ledger's UTC time
 
 
@@ -71,7 +70,7 @@ def eval_args(key: dict, device: str) -> list[str]:
     if key.get("max_steps") not in (None, ""):
         args += ["--max-steps", str(int(key["max_steps"]))]
     budget = float(key["budget_s"])
-    if budget != DEFAULT_BUDGET_S[device]:
+    if budget != jobs.DEFAULT_BUDGET_S[device]:
         args += ["--budget-s", f"{budget:g}"]
     return args
 

@@ -160,7 +160,7 @@ def _plan(baseline: dict | None, facts: Facts) -> dict:
     """The comparison key every run must share: the baseline's, or eval's defaults before any baseline row."""
     if baseline:
         return baseline["key"]
-    return {"budget_s": runs.DEFAULT_BUDGET_S[facts.device], "max_steps": "", "device": runs.device_column(facts.device),
+    return {"budget_s": jobs.DEFAULT_BUDGET_S[facts.device], "max_steps": "", "device": runs.device_column(facts.device),
             "eval_sha": facts.eval_sha, "prepare_sha": facts.prepare_sha}
 
 
