@@ -38,17 +38,21 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import artifact, gitx, jobs, ledger, meta, procs, runs, sandbox, taxonomy
+from lab import artifact, files, gitx, jobs, ledger, meta, procs, runs, sandbox, taxonomy
 
 ROOT = Path(__file__).resolve().parent
-SEQ_LEN, EVAL_BATCH, VAL_BYTES = 512, 16, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
+SEQ_LEN, VAL_BYTES = 512, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
+# Rows per graded (and exported) batch: only the speed depends on it, the windows scored are the same.
+EVAL_BATCH = {"cpu": 16, "cuda": 64}
 SMOKE_SEQ_LEN, SMOKE_BATCH, SMOKE_VAL_BYTES, SMOKE_BUDGET_S = 64, 4, 1 << 14, 5.0
 PROBE_TOLERANCE = 1e-4  # relative change of earlier logits allowed when later bytes change
 PROBES = 3  # re-evaluations and as many causality probes, hidden at random places in the scoring pass
 # Wall seconds a run may take beyond its budget: start-up, the untimed first steps (compilation) and export.
 # Measured: the baseline with --max-steps 3 on 2 loaded CPU cores spends ~51 s outside train_s (17 s start-up,
-# 2 untimed steps of ~15 s, 8 s export), sandboxed or not; twice that, rounded up.
+# 2 untimed steps of ~15 s, 8 s export), sandboxed or not; twice that, rounded up. On CUDA the same steps
+# (compilation of the bigger preset included) are what bench/gpu.py's harness breakdown measures.
 START_ALLOWANCE_S = 120.0
+CONFIG_CHARS = 120  # train_info.json's config_line, copied to the row's config column
 
 
 @dataclass
@@ -126,14 +130,15 @@ def run_train(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, ha
 
 
 @torch.no_grad()
-def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -> tuple[float, int]:
-    """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params).
+def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -> tuple[float, int, dict[str, float]]:
+    """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params, seconds of each phase).
 
     The canaries run on one fresh load of the artifact, the metric on another. The scoring pass also
     carries PROBES re-evaluations and causality probes (later bytes taken from other val windows, so
     they look like any batch) at places drawn from os.urandom and kept in this process only: no call
     count or order tells a probe from a scored batch.
     """
+    started = time.perf_counter()
     try:
         canary_program, program = artifact.load_fresh(model_pt2), artifact.load_fresh(model_pt2)
         canary_model, model = canary_program.module(), program.module()
@@ -198,6 +203,7 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -
         check_causal(logits_of(canary_model, probe), base, cut)
 
     # The scoring pass, on the other load, with the probes at secret places.
+    canaries_done = time.perf_counter()
     rng = random.Random(os.urandom(16))
     n_batches = -(-n_windows // batch)
     plan: list[tuple[str, int]] = [("score", b) for b in range(n_batches)]
@@ -225,7 +231,8 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -
         total, count = total + loss, count + real * seq_len
         if b in kept:
             logits_kept[b] = logits
-    return total / count / math.log(2), params
+    seconds = {"canaries": canaries_done - started, "grading": time.perf_counter() - canaries_done}
+    return total / count / math.log(2), params, seconds
 
 
 def new_run_id() -> str:
@@ -238,8 +245,9 @@ def new_run_id() -> str:
     return given
 
 
-def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str) -> dict:
-    """Run and grade; returns the outcome columns, or raises RunFailed."""
+def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str) -> tuple[dict, dict]:
+    """Run and grade; returns the outcome columns and the wall-clock marks of its phases, or raises RunFailed."""
+    marks = {"evaluate": time.time()}
     if not meta.status(root).on:  # the grader and its rules must be main's committed versions
         try:
             checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
@@ -255,11 +263,12 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
     except prepare.DataError as e:
         raise RunFailed("invalid", f"data: {e}")
     row["data_sha"] = prepare.data_hash(manifest)[:16]
+    marks["data"] = time.time()
     if not args.smoke and (unclean := jobs.unclean(work)):
         raise RunFailed("invalid", f"uncommitted changes ({', '.join(unclean[:3])}{' …' if len(unclean) > 3 else ''}): "
                                    "commit first; a real eval trains the commit, not the working copy")
     val = prepare.load_split(data_dir, "val")  # before training: nothing train.py does can reach these bytes
-    seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH)
+    seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH[device.split(":")[0]])
     hard_limit = row["budget_s"] + START_ALLOWANCE_S
     hard_limit = min(hard_limit, args.hard_limit_s) if args.hard_limit_s else hard_limit
     tree = Path(tempfile.mkdtemp(prefix=f"lab-tree-{row['run_id']}-"))
@@ -270,10 +279,13 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
             raise RunFailed("invalid", f"refused before training: {e}")
         if not (tree / "train.py").is_file():
             raise RunFailed("invalid", f"no train.py in {'the working copy' if args.smoke else 'commit ' + row['commit'][:12]}")
+        marks["tree"] = time.time()
         cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
         logger.info(f"run {row['run_id']}: training {'the working copy' if args.smoke else row['commit'][:12]} "
                     f"(sandbox {row['sandbox']}, budget {row['budget_s']}s, killed past {hard_limit:.0f}s)")
+        marks["spawn"] = time.time()
         rc, last_line, wall = run_train(cmd, tree, env, out_dir / "train.log", hard_limit)
+        marks["exit"] = time.time()
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     row["train_wall_s"] = round(wall, 1)
@@ -300,9 +312,14 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
                                    "delete the data cache and run `just prepare`")
     val = val[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
     logger.info(f"grading {out_dir / 'model.pt2'} on {len(val):,} val bytes")
-    val_bpb, params = grade(model_pt2, val, seq_len, batch, device)
+    config = info.get("config_line", "")
+    if not isinstance(config, str) or len(config) > CONFIG_CHARS or not config.isprintable():
+        raise RunFailed("invalid", f"train_info.json's config_line must be one printable line of at most {CONFIG_CHARS} "
+                                   f"characters, got {str(config)[:40]!r}")
+    val_bpb, params, seconds = grade(model_pt2, val, seq_len, batch, device)
+    marks.update(train=info.get("times"), **seconds)
     return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
-            "train_s": reported, "peak_mem_mb": info.get("peak_mem_mb")}
+            "train_s": reported, "peak_mem_mb": info.get("peak_mem_mb"), "config": config}, marks
 
 
 def train_command(args: Args, row: dict, tree: Path, data_dir: Path, out_dir: Path, device: str, seq_len: int,
@@ -365,8 +382,8 @@ def main() -> None:
     logger.add(sys.stderr, format="{time:HH:mm:ss} eval  | {message}")
     args = tyro.cli(Args)
     started = time.time()
-    if (gpu := jobs.pin_gpu(os.environ)) is not None:  # before torch touches CUDA
-        logger.info(f"pueue slot {gpu}: CUDA_VISIBLE_DEVICES={gpu}")
+    if (gpu := jobs.pin_gpu(os.environ, runs.gpu_count())) is not None:  # before torch touches CUDA
+        logger.info(f"pueue slot {os.environ['PUEUE_WORKER_ID']}: CUDA_VISIBLE_DEVICES={gpu}")
     try:
         work = gitx.toplevel(args.workdir)
         root = gitx.root_checkout(work)
@@ -417,8 +434,10 @@ def main() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    marks: dict = {}
     try:
-        row.update(status="ok", reason="", **evaluate(args, row, work, root, out_dir, device))
+        outcome, marks = evaluate(args, row, work, root, out_dir, device)
+        row.update(status="ok", reason="", **outcome)
     except RunFailed as e:
         row.update(status=e.status, reason=e.reason)
     except Killed as e:
@@ -433,6 +452,12 @@ def main() -> None:
         written = bool(ledger.append_new([row], results))
         jobs.drop_running(root, run_id)
         note = f"row appended to {results}" if written else f"NOT appended: run {run_id} already has a row in {results}"
+        if marks:  # where the wall time went (bench/gpu.py reads it); diagnostics, not the metric
+            marks.update(process=started - procs.age_s(), main=started, row=time.time())
+            phases = out_dir / "phases.json"
+            if os.path.lexists(phases):  # train.py's leftover (maybe a link): never written through
+                os.unlink(phases)
+            files.write_new(phases, (json.dumps(marks, indent=1) + "\n").encode())
     sys.stdout.write(summary(row, note))
     sys.stdout.flush()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)

@@ -39,20 +39,37 @@ class Config:
     export_batch: int = 16  # ... and this many rows
     max_steps: int | None = None  # a step budget instead of the time budget (deterministic runs)
     smoke: bool = False  # tiny model and batch: exercises the code path, not the idea
-    # --- model ---
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 256
-    # --- optimisation ---
-    batch_size: int = 32
-    lr: float = 2e-3
+    # --- model and optimisation: None takes the device's preset (PRESETS below) ---
+    n_layer: int | None = None
+    n_head: int | None = None
+    d_model: int | None = None
+    batch_size: int | None = None  # rows of seq_len bytes a step
+    lr: float | None = None
+    warmup_steps: int | None = None
     min_lr_frac: float = 0.1  # cosine decay ends at lr * min_lr_frac
-    warmup_steps: int = 30
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     untimed_steps: int = 2  # torch.compile and allocator warm-up happen here
     log_every_s: float = 5.0
 
+
+# A CPU needs a small model to take useful steps in 60 s; a GPU needs a wide, deep one and many tokens a
+# step, or it waits on kernel launches (bench/gpu.py measures tokens/s and MFU of candidates like these).
+# On CUDA the step also runs in bf16 autocast, compiled, with fused AdamW and flash attention (SDPA).
+PRESETS = {
+    "cpu": dict(n_layer=4, n_head=4, d_model=256, batch_size=32, lr=2e-3, warmup_steps=30),
+    "cuda": dict(n_layer=12, n_head=12, d_model=768, batch_size=64, lr=1e-3, warmup_steps=100),
+    "smoke": dict(n_layer=2, n_head=2, d_model=64, batch_size=8, lr=2e-3, warmup_steps=5),
+}
+
+
+def apply_preset(cfg: Config) -> str:
+    """Fill the options left at None from the device's preset; returns the preset's name."""
+    name = "smoke" if cfg.smoke else "cuda" if cfg.device.startswith("cuda") else "cpu"
+    for key, value in PRESETS[name].items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, value)
+    return name
 
 class Block(nn.Module):
     def __init__(self, cfg: Config):
@@ -118,12 +135,13 @@ def peak_memory_mb(device: str) -> float:
 
 
 def train(cfg: Config) -> None:
-    if cfg.smoke:
-        cfg.n_layer, cfg.d_model, cfg.n_head, cfg.batch_size, cfg.warmup_steps = 2, 64, 2, 8, 5
+    times = {"started": time.time()}  # wall clock: eval.py lines these up with its own (bench/gpu.py)
+    preset = apply_preset(cfg)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     cuda = cfg.device.startswith("cuda")
     data = torch.frombuffer(bytearray((cfg.data_dir / "train.bin").read_bytes()), dtype=torch.uint8)
+    times["data"] = time.time()
 
     model = ByteLM(cfg).to(cfg.device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -136,7 +154,10 @@ def train(cfg: Config) -> None:
     step_model = torch.compile(model) if cuda else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     budget = f"{cfg.max_steps} steps" if cfg.max_steps else f"{cfg.budget_s:.0f}s"
-    logger.info(f"{n_params / 1e6:.2f}M params | {cfg.n_layer}x{cfg.d_model} | batch {cfg.batch_size}x{cfg.seq_len} | {cfg.device} | budget {budget}")
+    config_line = (f"{preset}: {cfg.n_layer}L {cfg.d_model}d {cfg.n_head}h, {cfg.batch_size}x{cfg.seq_len} tokens/step"
+                   + (", bf16 compiled" if cuda else ", fp32"))
+    logger.info(f"{n_params / 1e6:.2f}M params | {config_line} | {cfg.device} | budget {budget}")
+    times["model"] = time.time()
 
     step, tokens, train_s, last_log = 0, 0, 0.0, time.perf_counter()
     while True:
@@ -163,6 +184,8 @@ def train(cfg: Config) -> None:
         if step >= cfg.untimed_steps:
             train_s += dt
         step += 1
+        if step == cfg.untimed_steps:
+            times["untimed"] = time.time()
         tokens += x.numel()
         if time.perf_counter() - last_log >= cfg.log_every_s:
             last_log = time.perf_counter()
@@ -170,6 +193,7 @@ def train(cfg: Config) -> None:
             logger.info(f"step {step:6d} | loss {loss_value:.4f} | {x.numel() / dt / 1e3:7.1f}k tok/s | "
                         f"train {train_s:6.1f}s | eta {max(remaining, 0):5.0f}s")
 
+    times["trained"] = time.time()
     logger.info(f"trained {step} steps, {tokens / 1e6:.1f}M tokens in {train_s:.1f}s; exporting")
     model.eval()
     example = torch.zeros(cfg.export_batch, cfg.seq_len, dtype=torch.long, device=cfg.device)
@@ -177,8 +201,10 @@ def train(cfg: Config) -> None:
         program = torch.export.export(model, (example,))  # graph + weights only: no code of ours travels
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, cfg.out_dir / "model.pt2")
+    times["exported"] = time.time()
     info = {"steps": step, "tokens": tokens, "params": n_params, "train_s": round(train_s, 3),
-            "peak_mem_mb": round(peak_memory_mb(cfg.device), 1), "config": asdict(cfg)}
+            "peak_mem_mb": round(peak_memory_mb(cfg.device), 1), "config_line": config_line, "config": asdict(cfg),
+            "times": times}
     (cfg.out_dir / "train_info.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 

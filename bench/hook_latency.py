@@ -38,7 +38,7 @@ def main() -> None:
     cases = {
         "python -c pass": ([sys.executable, "-c", "pass"], ""),
         "hook: Edit train.py (allowed)": (["sh", "-c", command], payload("Edit", {"file_path": str(ROOT / "train.py"),
-                                          "old_string": "lr: float = 2e-3", "new_string": "lr: float = 1e-3"})),
+                                          "old_string": "lr=2e-3, warmup", "new_string": "lr=1e-3, warmup"})),
         "hook: Edit eval.py (denied)": (["sh", "-c", command], payload("Edit", {"file_path": str(ROOT / "eval.py"),
                                         "old_string": "SEQ_LEN", "new_string": "X"})),
         "hook: Bash `just smoke` (allowed)": (["sh", "-c", command], payload("Bash", {"command": "cd 5_worktrees/x && just smoke"})),

@@ -39,13 +39,17 @@ def new_run_id(now: datetime | None = None) -> str:
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def pin_gpu(env: dict[str, str]) -> str | None:
-    """Give a pueue job the GPU of its slot (PUEUE_WORKER_ID) unless the user chose CUDA_VISIBLE_DEVICES."""
+def pin_gpu(env: dict[str, str], gpus: int) -> str | None:
+    """Give a pueue job the GPU of its slot unless the user chose CUDA_VISIBLE_DEVICES; returns the GPU index.
+
+    Slot k of the group runs on GPU k mod `gpus` (two slots per GPU share it), indices in PCI bus order,
+    the order nvidia-smi and the sandbox's device nodes use.
+    """
     worker = env.get("PUEUE_WORKER_ID", "")
-    if not worker.isdigit() or "CUDA_VISIBLE_DEVICES" in env:
+    if not worker.isdigit() or "CUDA_VISIBLE_DEVICES" in env or gpus < 1:
         return None
-    env["CUDA_VISIBLE_DEVICES"] = worker
-    return worker
+    env["CUDA_VISIBLE_DEVICES"], env["CUDA_DEVICE_ORDER"] = str(int(worker) % gpus), "PCI_BUS_ID"
+    return env["CUDA_VISIBLE_DEVICES"]
 
 
 def _write(path: Path, data: dict) -> Path:

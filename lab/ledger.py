@@ -26,12 +26,13 @@ SCHEMA: dict[str, str] = {
     "seed": "int", "budget_s": "float", "max_steps": "int?", "device": "text", "host": "text",
     "eval_sha": "hex?", "prepare_sha": "hex?", "train_sha": "hex?", "data_sha": "hex?",
     "sandbox": "text", "train_wall_s": "float?",  # how eval.py trained (`bwrap 0.8.0` or `none`) and the wall time it measured
+    "config": "text",  # train_info.json's config_line: the preset and sizes train.py chose (e.g. `cuda: 12L 768d …`)
 }
 COLUMNS = tuple(SCHEMA)
 HEADER = "\t".join(COLUMNS) + "\n"
 # Widths of earlier schemas. A ledger keeps the header it was created with (its bytes never change);
 # its lines have that width or the current one, and the columns a line lacks read as empty.
-EARLIER_WIDTHS = (27,)
+EARLIER_WIDTHS = (27, 29)
 HEADERS = (HEADER, *("\t".join(COLUMNS[:w]) + "\n" for w in EARLIER_WIDTHS))
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

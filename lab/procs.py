@@ -24,6 +24,18 @@ def _parent_of_all() -> dict[int, int]:
     return {int(pid): int(ppid) for pid, ppid in (line.split() for line in out.splitlines())}
 
 
+def age_s() -> float:
+    """Seconds since this process started (interpreter start-up and imports included); 0.0 where /proc is missing."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            started_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return max(0.0, uptime - started_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def descendants(pid: int) -> list[int]:
     tree: dict[int, list[int]] = {}
     for child, parent in _parent_of_all().items():

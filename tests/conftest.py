@@ -97,12 +97,11 @@ def run_env(**extra: str) -> dict[str, str]:
 
 
 def tiny_train(workspace: Path, *edits: tuple[str, str]) -> None:
-    """Shrink the workspace's train.py defaults so a full (non-smoke) eval costs seconds, then apply edits."""
+    """Shrink the workspace's train.py CPU preset so a full (non-smoke) eval costs seconds, then apply edits."""
     path = workspace / "train.py"
     text = path.read_text()
-    for old, new in [("n_layer: int = 4", "n_layer: int = 1"), ("d_model: int = 256", "d_model: int = 32"),
-                     ("n_head: int = 4", "n_head: int = 2"), ("batch_size: int = 32", "batch_size: int = 4"),
-                     *edits]:
+    cpu = '"cpu": dict(n_layer=4, n_head=4, d_model=256, batch_size=32, lr=2e-3, warmup_steps=30)'
+    for old, new in [(cpu, '"cpu": dict(n_layer=1, n_head=2, d_model=32, batch_size=4, lr=2e-3, warmup_steps=30)'), *edits]:
         assert old in text, f"train.py no longer contains {old!r}: update the test edit"
         text = text.replace(old, new)
     path.write_text(text)

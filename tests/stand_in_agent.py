@@ -25,7 +25,7 @@ TITLE = "Warm up for one step instead of thirty"
 PREDICTION = "expect -0.3 ± 0.2 val_bpb: at a budget of a few steps, a long warm-up wastes most of them"
 CRITIQUE = ("Strongest objection: a higher early learning rate can diverge; at 8 steps it will not.\n"
             "Verdict: run\n")
-EDIT = ("warmup_steps: int = 30", "warmup_steps: int = 1")
+EDIT = ("warmup_steps=30)", "warmup_steps=1)")
 
 
 def sh(command: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -150,7 +150,7 @@ def test_codex_patch_and_shell_are_guarded(ws):
     add = "*** Begin Patch\n*** Add File: .claude/settings.local.json\n+{\"disableAllHooks\": true}\n*** End Patch\n"
     blocked(codex_hook(ws, "apply_patch", {"input": add}), ".claude/settings.local.json")
     blocked(codex_hook(ws, "shell", {"command": ["bash", "-lc", "echo > eval.py"]}), "eval.py is FROZEN")
-    ok = "*** Begin Patch\n*** Update File: 5_worktrees/exp1/train.py\n@@\n-    lr: float = 2e-3\n+    lr: float = 1e-3\n*** End Patch\n"
+    ok = "*** Begin Patch\n*** Update File: 5_worktrees/exp1/train.py\n@@\n-    min_lr_frac: float = 0.1\n+    min_lr_frac: float = 0.05\n*** End Patch\n"
     assert codex_hook(ws, "apply_patch", {"input": ok}).returncode == 0
 
 
@@ -248,7 +248,7 @@ def meta_entry(ws: Path) -> None:
 
 
 def test_meta_mode_from_the_environment_unlocks_frozen_files(ws, restore):
-    edit = {"file_path": str(ws / "eval.py"), "old_string": "SEQ_LEN, EVAL_BATCH", "new_string": "SEQ_LEN , EVAL_BATCH"}
+    edit = {"file_path": str(ws / "eval.py"), "old_string": "SEQ_LEN, VAL_BYTES", "new_string": "SEQ_LEN , VAL_BYTES"}
     assert hook(ws, "Edit", edit, META_MODE="1").returncode == 0
     (ws / "eval.py").write_text((ws / "eval.py").read_text() + "\n# meta change\n")
     refused(commit(ws, "eval.py", META_MODE="1"), "[meta-journal-missing]")
@@ -259,7 +259,7 @@ def test_meta_mode_from_the_environment_unlocks_frozen_files(ws, restore):
 
 
 def test_meta_mode_from_a_fresh_human_entry_then_expiry_and_off(ws, restore):
-    edit = {"file_path": str(ws / "eval.py"), "old_string": "SEQ_LEN, EVAL_BATCH", "new_string": "SEQ_LEN , EVAL_BATCH"}
+    edit = {"file_path": str(ws / "eval.py"), "old_string": "SEQ_LEN, VAL_BYTES", "new_string": "SEQ_LEN , VAL_BYTES"}
     human_entry(ws, datetime.now() - timedelta(minutes=1), "META_MODE=1\nFix the eval banner.")
     assert hook(ws, "Edit", edit).returncode == 0
     status = subprocess.run([sys.executable, "-m", "lab.cli", "meta", "status"], cwd=ws, capture_output=True, text=True, env=run_env())
@@ -297,8 +297,8 @@ def test_the_normal_loop_raises_no_alarm(ws, corpus):
     run("git worktree add 5_worktrees/lower-lr -b exp/lower-lr main")
     tree = ws / "5_worktrees" / "lower-lr"
     tiny_train(tree)  # as the agent's Edit would, after the hook allowed it:
-    allowed("Edit", {"file_path": str(tree / "train.py"), "old_string": "lr: float = 2e-3", "new_string": "lr: float = 1e-3"}, tree)
-    (tree / "train.py").write_text((tree / "train.py").read_text().replace("lr: float = 2e-3", "lr: float = 1e-3"))
+    allowed("Edit", {"file_path": str(tree / "train.py"), "old_string": "lr=2e-3, warmup_steps=30", "new_string": "lr=1e-3, warmup_steps=30"}, tree)
+    (tree / "train.py").write_text((tree / "train.py").read_text().replace("lr=2e-3, warmup_steps=30", "lr=1e-3, warmup_steps=30"))
     run("git add train.py && git commit -m 'lower-lr: halve the learning rate'", tree)
     run(f"just smoke --source {corpus} --budget-s 1", tree)
     # as program.md says: no log redirected into the checkout (eval keeps train.py's log under .cache/runs/)

@@ -624,4 +624,4 @@ def test_a_ledger_with_an_earlier_header_stays_readable_and_takes_new_rows_witho
     assert problems == []
     assert [(r["run_id"], r["sandbox"], r["train_wall_s"]) for r in rows] == [("old", "", ""), ("new", "bwrap 0.8.0", "12.5")]
     assert guard.ledger_problem(before, after) is None
-    assert ledger.read_strict(path)[0] == {**as_text(old_row), "sandbox": "", "train_wall_s": ""}
+    assert ledger.read_strict(path)[0] == {**as_text(old_row), "sandbox": "", "train_wall_s": "", "config": ""}

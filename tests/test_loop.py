@@ -41,7 +41,7 @@ def test_the_whole_loop(workspace, corpus, tmp_path):
     tree = workspace / "5_worktrees" / "lower-lr"
     assert git("branch", "--show-current", cwd=tree).strip() == "exp/lower-lr"
     assert ideas.find(workspace, "lower-lr").status == "running"
-    tiny_train(tree, ("lr: float = 2e-3", "lr: float = 1e-3"))
+    tiny_train(tree, ("lr=2e-3, warmup_steps=30", "lr=1e-3, warmup_steps=30"))
     git("commit", "-qam", "lower-lr: halve the learning rate", cwd=tree)
 
     just(tree, "smoke", "--source", str(corpus), "--budget-s", "1")

@@ -44,7 +44,7 @@ def started(workspace: Path, slug: str = "lower-lr") -> Path:
     git("commit", "-qm", f"idea: {slug}", cwd=workspace)
     assert lab(workspace, "start", slug).returncode == 0
     tree = workspace / "5_worktrees" / slug
-    tiny_train(tree, ("lr: float = 2e-3", "lr: float = 1e-3"))
+    tiny_train(tree, ("lr=2e-3, warmup_steps=30", "lr=1e-3, warmup_steps=30"))
     git("commit", "-qam", f"{slug}: halve the learning rate", cwd=tree)
     return tree
 
@@ -245,11 +245,17 @@ def test_tasks_of_another_workspace_or_without_a_run_id_are_not_ours(workspace, 
 
 def test_a_job_gets_the_gpu_of_its_slot_unless_the_user_chose_one():
     env = {"PUEUE_WORKER_ID": "1"}
-    assert jobs.pin_gpu(env) == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert jobs.pin_gpu(env, 2) == "1" and env["CUDA_VISIBLE_DEVICES"] == "1" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    shared = {"PUEUE_WORKER_ID": "3"}  # four slots on two GPUs: two jobs per GPU
+    assert jobs.pin_gpu(shared, 2) == "1" and shared["CUDA_VISIBLE_DEVICES"] == "1"
+    one_gpu = {"PUEUE_WORKER_ID": "1"}  # `lab setup --slots 2` on a one-GPU box: both slots on GPU 0
+    assert jobs.pin_gpu(one_gpu, 1) == "0"
     chosen = {"PUEUE_WORKER_ID": "1", "CUDA_VISIBLE_DEVICES": "3"}
-    assert jobs.pin_gpu(chosen) is None and chosen["CUDA_VISIBLE_DEVICES"] == "3"
+    assert jobs.pin_gpu(chosen, 4) is None and chosen["CUDA_VISIBLE_DEVICES"] == "3"
+    no_gpu = {"PUEUE_WORKER_ID": "0"}
+    assert jobs.pin_gpu(no_gpu, 0) is None and "CUDA_VISIBLE_DEVICES" not in no_gpu
     outside = {}
-    assert jobs.pin_gpu(outside) is None and "CUDA_VISIBLE_DEVICES" not in outside
+    assert jobs.pin_gpu(outside, 2) is None and "CUDA_VISIBLE_DEVICES" not in outside
 
 
 def test_without_pueue_the_queue_says_how_to_install_it_and_offers_foreground(workspace, tmp_path):

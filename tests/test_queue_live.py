@@ -186,8 +186,8 @@ def status_json(workspace: Path, daemon: Daemon) -> dict:
 
 def test_six_jobs_from_two_worktrees_and_main_share_two_slots(workspace, corpus, daemon):
     tiny_main(workspace)
-    a = experiment(workspace, "lower-lr", ("lr: float = 2e-3", "lr: float = 1e-3"))
-    b = experiment(workspace, "wider", ("d_model: int = 32", "d_model: int = 48"))
+    a = experiment(workspace, "lower-lr", ("lr=2e-3, warmup_steps=30", "lr=1e-3, warmup_steps=30"))
+    b = experiment(workspace, "wider", ("d_model=32", "d_model=48"))
     refused = lab(a, "queue", "lower-lr", "--q", Q, "--h", H, env=daemon.env)
     assert refused.returncode == 1 and "`just smoke` has not passed" in refused.stderr  # the gate, live
     just(a, "smoke", "--source", str(corpus), "--budget-s", "1")
