@@ -205,7 +205,7 @@ def _locked_append(path: str | os.PathLike, lines_for) -> None:
 
 
 _CELL = {  # one pattern per kind, for the fast paths; each accepts a subset of what _check_value accepts
-    "id": _ID.pattern, "text": r"[^\t\n\\]*(?:\\[\\tnr][^\t\n\\]*)*",  # unrolled: much faster than a per-char alternation
+    "id": _ID.pattern, "text": r"[^\t\n\r\\]*(?:\\[\\tnr][^\t\n\r\\]*)*",  # unrolled: much faster than a per-char alternation
     "hex": r"[0-9a-f]{7,64}", "bool": "[01]", "int": r"-?\d+",
     "float": _FLOAT.pattern, "status": "|".join(STATUSES),
     # days 29-31 take the slow path, where strptime rejects 2026-02-30
@@ -248,6 +248,8 @@ def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
         return [("", f"has {len(cells)} columns, expected {len(COLUMNS)}")]
     row = dict.fromkeys(COLUMNS, "")
     for col, cell in zip(COLUMNS, cells):
+        if "\r" in cell:  # the writer escapes it: a raw one is an editor's CRLF or a hand edit
+            return [(col, "holds a raw carriage return (a CRLF line end?); lines end in \\n alone")]
         try:
             row[col] = unescape(cell)
         except ValueError as e:
