@@ -280,7 +280,10 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
         if not (tree / "train.py").is_file():
             raise RunFailed("invalid", f"no train.py in {'the working copy' if args.smoke else 'commit ' + row['commit'][:12]}")
         marks["tree"] = time.time()
-        cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
+        try:
+            cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
+        except sandbox.Refused as e:
+            raise RunFailed("invalid", f"refused before training: {e}")
         logger.info(f"run {row['run_id']}: training {'the working copy' if args.smoke else row['commit'][:12]} "
                     f"(sandbox {row['sandbox']}, budget {row['budget_s']}s, killed past {hard_limit:.0f}s)")
         marks["spawn"] = time.time()
@@ -407,6 +410,11 @@ def main() -> None:
     if not boxed and not args.unsandboxed:
         logger.warning(f"smoke without a sandbox: {sandbox_line}")
     row["sandbox"] = sandbox_line if boxed else "none"
+    if boxed and device.startswith("cuda"):  # before a row is promised: a GPU the sandbox cannot bind is a setup error
+        try:
+            sandbox.gpu_binds(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        except sandbox.Refused as e:
+            die(str(e))
     if not args.smoke:  # fail before training, not after, if the row could not be written
         try:
             ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})

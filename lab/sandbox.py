@@ -13,7 +13,8 @@ train.py under `bwrap` with:
   killed with eval (--die-with-parent; the pid namespace ends with its first process, so nothing
   train.py forks outlives it);
 - an environment built from an allow-list (ENV), not inherited;
-- GPU device nodes (and /sys, which the CUDA driver reads) only when the device is CUDA.
+- for CUDA only: the driver's control nodes and the chosen GPUs' /dev/nvidiaN, and /sys read-only
+  (gpu_binds; the driver reads the PCI topology there).
 
 Nothing else of the host is mounted: the workspace (results.tsv, .cache, other runs, val.bin,
 test.bin, eval.py), $HOME and the host's /tmp do not exist inside. Stdlib only.
@@ -21,7 +22,6 @@ test.bin, eval.py), $HOME and the host's /tmp do not exist inside. Stdlib only.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import posixpath
@@ -214,20 +214,76 @@ def python_dirs() -> list[tuple[str, str]]:
     return pairs
 
 
-def gpu_binds() -> list[str]:
-    """NVIDIA and DRI device nodes, and /sys (read-only) for the driver's topology queries."""
-    nodes = sorted(glob.glob("/dev/nvidia*")) + (["/dev/dri"] if os.path.isdir("/dev/dri") else [])
-    return [arg for node in nodes for arg in ("--dev-bind", node, node)] + ["--ro-bind", "/sys", "/sys"]
+# The driver's control and unified-memory nodes; each GPU adds its own /dev/nvidiaN. Not bound: display
+# (/dev/nvidia-modeset, /dev/dri) and MIG capability nodes (/dev/nvidia-caps), which CUDA compute does not open.
+GPU_CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    bus: str  # PCI bus id, e.g. 0000:3b:00.0 (nvidia-smi's index order is this order)
+    minor: int  # N of /dev/nvidiaN
+    uuid: str  # GPU-…, what CUDA_VISIBLE_DEVICES can name unambiguously
+
+
+def gpus(proc: Path = Path("/proc/driver/nvidia/gpus")) -> list[Gpu]:
+    """The driver's GPUs in PCI bus order, read from its /proc files (no CUDA, no nvidia-smi)."""
+    found = []
+    for info in sorted(proc.glob("*/information")):
+        fields = dict(line.split(":", 1) for line in info.read_text(errors="replace").splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if not fields.get("Device Minor", "").isdigit():
+            raise Refused(f"{info} has no 'Device Minor' line; cannot tell which /dev/nvidiaN is this GPU")
+        found.append(Gpu(info.parent.name, int(fields["Device Minor"]), fields.get("GPU UUID", "")))
+    return found
+
+
+def visible_gpus(visible: str | None, all_gpus: list[Gpu]) -> list[Gpu]:
+    """The GPUs CUDA_VISIBLE_DEVICES names (indices in PCI order, or GPU-uuid prefixes); all of them without it."""
+    if visible is None:
+        return all_gpus
+    chosen = []
+    for name in filter(None, (n.strip() for n in visible.split(","))):
+        if name.isdigit() and int(name) < len(all_gpus):
+            chosen.append(all_gpus[int(name)])
+        elif name.startswith("GPU-") and (match := [g for g in all_gpus if g.uuid.startswith(name)]) and len(match) == 1:
+            chosen.append(match[0])
+        else:
+            raise Refused(f"CUDA_VISIBLE_DEVICES={visible}: {name!r} is not one of this box's {len(all_gpus)} GPU(s) "
+                          "(an index in PCI bus order or a GPU-uuid; MIG devices are not supported in the sandbox)")
+    return chosen
+
+
+def gpu_binds(visible: str | None, proc: Path = Path("/proc/driver/nvidia/gpus"), dev: Path = Path("/dev")) -> tuple[list[str], str | None]:
+    """bwrap arguments for the GPUs CUDA_VISIBLE_DEVICES names, and that variable's value inside.
+
+    Exactly the control nodes, each chosen GPU's /dev/nvidiaN and /sys read-only (the driver reads the PCI
+    topology and NUMA nodes there; it holds no workspace data). Inside, CUDA_VISIBLE_DEVICES names the chosen
+    GPUs by uuid, so the device numbering cannot differ from eval's.
+    """
+    chosen = visible_gpus(visible, gpus(proc))
+    if not chosen:
+        raise Refused(f"no NVIDIA GPU listed under {proc}: the sandbox cannot bind a GPU for a CUDA run")
+    nodes = [f"{dev}/{n}" for n in (*GPU_CONTROL_NODES, *(f"nvidia{g.minor}" for g in chosen)) if os.path.exists(f"{dev}/{n}")]
+    for need in (f"{dev}/nvidiactl", *(f"{dev}/nvidia{g.minor}" for g in chosen)):
+        if need not in nodes:
+            raise Refused(f"{need} does not exist: the sandbox cannot bind the GPU's device node")
+    inside = ",".join(g.uuid for g in chosen) if all(g.uuid for g in chosen) else visible
+    return [arg for node in nodes for arg in ("--dev-bind", node, node)] + ["--ro-bind", "/sys", "/sys"], inside
 
 
 def command(argv: list[str], *, tree: Path, train_bin: Path, out_dir: Path, device: str,
             files: dict[str, Path] | None = None) -> list[str]:
     """The bwrap command line that runs `argv` (written with SRC, DATA and OUT paths) in the sandbox.
 
-    `files` maps extra sandbox paths to host files bound read-only (e.g. eval's own type-check launcher).
+    Raises Refused when a CUDA device's nodes cannot be found. `files` maps extra sandbox paths to host files bound read-only (e.g. eval's own type-check launcher).
     """
+    env, gpu_args = environment(), []
+    if device.startswith("cuda"):
+        gpu_args, inside = gpu_binds(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        env.update({"CUDA_VISIBLE_DEVICES": inside} if inside else {}, CUDA_DEVICE_ORDER="PCI_BUS_ID")
     args = [shutil.which("bwrap") or "bwrap", *NAMESPACES, "--clearenv"]
-    for key, value in environment().items():
+    for key, value in env.items():
         args += ["--setenv", key, value]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--tmpfs", HOME]
     args += _system_view()
@@ -237,9 +293,7 @@ def command(argv: list[str], *, tree: Path, train_bin: Path, out_dir: Path, devi
     args += ["--ro-bind", str(tree), SRC, "--bind", str(out_dir), OUT]
     for view, host in (files or {}).items():
         args += ["--ro-bind", str(host), view]
-    if device.startswith("cuda"):
-        args += gpu_binds()
-    return [*args, "--remount-ro", "/", "--chdir", SRC, "--", *argv]
+    return [*args, *gpu_args, "--remount-ro", "/", "--chdir", SRC, "--", *argv]
 
 
 @cache

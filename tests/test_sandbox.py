@@ -8,7 +8,6 @@ Cost: ~15 s on 2 CPU cores. Run: `just test tests/test_sandbox.py`.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import socket
@@ -230,11 +229,58 @@ print("parent exits")
     assert not (tmp_path / "out" / "written-after-exit").exists()
 
 
+def fake_driver(tmp_path: Path) -> tuple[Path, Path]:
+    """The NVIDIA driver's /proc files and /dev nodes for two GPUs whose minors run against the PCI order."""
+    proc, dev = tmp_path / "proc-gpus", tmp_path / "dev"
+    for bus, minor, uuid in (("0000:1a:00.0", 1, "GPU-aaaa-1111"), ("0000:3b:00.0", 0, "GPU-bbbb-2222")):
+        (proc / bus).mkdir(parents=True)
+        (proc / bus / "information").write_text(f"Model: \t NVIDIA H100\nIRQ: 42\nGPU UUID: \t {uuid}\n"
+                                                f"Device Minor: \t {minor}\nBus Location: \t {bus}\n")
+    (dev / "dri").mkdir(parents=True)
+    for node in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset", "nvidia0", "nvidia1"):
+        (dev / node).write_text("")
+    return proc, dev
+
+
+def test_cuda_binds_exactly_the_control_nodes_and_the_chosen_gpu(tmp_path):
+    """Slot 1's GPU is the second in PCI order (minor 0 here): its node alone, named by uuid inside."""
+    proc, dev = fake_driver(tmp_path)
+    args, inside = sandbox.gpu_binds("1", proc, dev)
+    bound = [args[i + 1] for i, a in enumerate(args) if a == "--dev-bind"]
+    assert bound == [f"{dev}/nvidiactl", f"{dev}/nvidia-uvm", f"{dev}/nvidia-uvm-tools", f"{dev}/nvidia0"]
+    assert inside == "GPU-bbbb-2222" and args[-3:] == ["--ro-bind", "/sys", "/sys"]
+    assert not any("modeset" in a or "dri" in a for a in args)
+    every, inside = sandbox.gpu_binds(None, proc, dev)
+    assert [every[i + 1] for i, a in enumerate(every) if a == "--dev-bind"][-2:] == [f"{dev}/nvidia1", f"{dev}/nvidia0"]
+    assert inside == "GPU-aaaa-1111,GPU-bbbb-2222"
+    assert sandbox.gpu_binds("GPU-aaaa", proc, dev)[1] == "GPU-aaaa-1111"
+
+
+def test_cuda_without_a_bindable_gpu_is_refused_with_the_reason(tmp_path):
+    proc, dev = fake_driver(tmp_path)
+    with pytest.raises(sandbox.Refused, match=r"CUDA_VISIBLE_DEVICES=5: '5' is not one of this box's 2 GPU"):
+        sandbox.gpu_binds("5", proc, dev)
+    with pytest.raises(sandbox.Refused, match="MIG devices are not supported"):
+        sandbox.gpu_binds("MIG-1234", proc, dev)
+    (dev / "nvidia0").unlink()
+    with pytest.raises(sandbox.Refused, match=r"dev/nvidia0 does not exist"):
+        sandbox.gpu_binds("1", proc, dev)
+    with pytest.raises(sandbox.Refused, match="no NVIDIA GPU listed"):
+        sandbox.gpu_binds(None, tmp_path / "nothing", dev)
+    (proc / "0000:1a:00.0" / "information").write_text("Model: NVIDIA H100\n")
+    with pytest.raises(sandbox.Refused, match="no 'Device Minor' line"):
+        sandbox.gpu_binds(None, proc, dev)
+
+
 def test_gpu_nodes_and_sys_are_bound_only_for_cuda(tmp_path):
     cpu = sandbox.command(["true"], tree=tmp_path, train_bin=tmp_path, out_dir=tmp_path, device="cpu")
+    assert "/sys" not in cpu and "--dev-bind" not in cpu and "CUDA_DEVICE_ORDER" not in cpu
+    if not sandbox.gpus():  # this box has no NVIDIA driver: a CUDA sandbox is refused before it starts
+        with pytest.raises(sandbox.Refused, match="no NVIDIA GPU listed"):
+            sandbox.command(["true"], tree=tmp_path, train_bin=tmp_path, out_dir=tmp_path, device="cuda")
+        return
     cuda = sandbox.command(["true"], tree=tmp_path, train_bin=tmp_path, out_dir=tmp_path, device="cuda:0")
-    assert "/sys" not in cpu and "--dev-bind" not in cpu
-    assert "/sys" in cuda and all(node in cuda for node in glob.glob("/dev/nvidia*"))
+    assert "/sys" in cuda and "/dev/nvidiactl" in cuda and "PCI_BUS_ID" in cuda
 
 
 def test_global_files_are_left_out_of_the_tree(repo, tmp_path):
