@@ -320,7 +320,7 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
         raise RunFailed("invalid", f"train_info.json's config_line must be one printable line of at most {CONFIG_CHARS} "
                                    f"characters, got {str(config)[:40]!r}")
     val_bpb, params, seconds = grade(model_pt2, val, seq_len, batch, device)
-    marks.update(train=info.get("times"), **seconds)
+    marks.update(train=info.get("times"), graded=time.time(), **seconds)
     return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
             "train_s": reported, "peak_mem_mb": info.get("peak_mem_mb"), "config": config}, marks
 
