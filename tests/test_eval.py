@@ -78,6 +78,13 @@ def test_eval_appends_one_valid_row_and_step_budget_is_deterministic(workspace, 
     assert row["data_sha"] and row["prepare_sha"] and int(row["params"]) > 0 and row["steps"] == "5"
     assert 1.0 < float(row["val_bpb"]) < 9.0
     assert row["sandbox"].startswith("bwrap ") and float(row["train_s"]) <= float(row["train_wall_s"]) <= float(row["wall_s"])
+    assert row["config"] == "cpu: 1L 32d 2h, 4x512 tokens/step, fp32"  # the preset train.py chose, from train_info.json
+    # where the wall time went (bench/gpu.py): eval's marks and train.py's, one clock, in order
+    phases = json.loads((workspace / ".cache" / "runs" / row["run_id"] / "phases.json").read_text())
+    t = phases["train"]
+    marks = [phases[k] for k in ("process", "main", "evaluate", "data", "tree", "spawn")] + \
+            [t[k] for k in ("started", "data", "model", "untimed", "trained", "exported")] + [phases[k] for k in ("exit", "graded", "row")]
+    assert marks == sorted(marks) and phases["row"] - phases["main"] == pytest.approx(float(row["wall_s"]), abs=1.5)
 
 
 @pytest.mark.slow
