@@ -226,8 +226,15 @@ class Gpu:
     uuid: str  # GPU-…, what CUDA_VISIBLE_DEVICES can name unambiguously
 
 
-def gpus(proc: Path = Path("/proc/driver/nvidia/gpus")) -> list[Gpu]:
-    """The driver's GPUs in PCI bus order, read from its /proc files (no CUDA, no nvidia-smi)."""
+def gpus(proc: Path = Path("/proc/driver/nvidia/gpus"), dev: Path = Path("/dev")) -> list[Gpu]:
+    """The driver's GPUs in PCI bus order, read from its /proc files (no CUDA, no nvidia-smi).
+
+    Where the driver shows no /proc files (some virtualised kernels), the /dev/nvidiaN nodes in the
+    order of N stand in, without uuids: the minors the driver gives follow the bus order.
+    """
+    if not proc.is_dir():
+        minors = sorted(int(n.name[6:]) for n in dev.glob("nvidia[0-9]*") if n.name[6:].isdigit())
+        return [Gpu("", minor, "") for minor in minors]
     found = []
     for info in sorted(proc.glob("*/information")):
         fields = dict(line.split(":", 1) for line in info.read_text(errors="replace").splitlines() if ":" in line)
@@ -259,16 +266,17 @@ def gpu_binds(visible: str | None, proc: Path = Path("/proc/driver/nvidia/gpus")
 
     Exactly the control nodes, each chosen GPU's /dev/nvidiaN and /sys read-only (the driver reads the PCI
     topology and NUMA nodes there; it holds no workspace data). Inside, CUDA_VISIBLE_DEVICES names the chosen
-    GPUs by uuid, so the device numbering cannot differ from eval's.
+    GPUs by uuid (by their new numbers where the driver gives no uuids), so CUDA sees the GPUs eval chose.
     """
-    chosen = visible_gpus(visible, gpus(proc))
+    chosen = visible_gpus(visible, gpus(proc, dev))
     if not chosen:
-        raise Refused(f"no NVIDIA GPU listed under {proc}: the sandbox cannot bind a GPU for a CUDA run")
+        raise Refused(f"no NVIDIA GPU listed under {proc} or {dev}: the sandbox cannot bind a GPU for a CUDA run")
     nodes = [f"{dev}/{n}" for n in (*GPU_CONTROL_NODES, *(f"nvidia{g.minor}" for g in chosen)) if os.path.exists(f"{dev}/{n}")]
     for need in (f"{dev}/nvidiactl", *(f"{dev}/nvidia{g.minor}" for g in chosen)):
         if need not in nodes:
             raise Refused(f"{need} does not exist: the sandbox cannot bind the GPU's device node")
-    inside = ",".join(g.uuid for g in chosen) if all(g.uuid for g in chosen) else visible
+    # with only the chosen nodes there, CUDA numbers those alone, from 0 (as nvidia-docker's device binds do)
+    inside = ",".join(g.uuid for g in chosen) if all(g.uuid for g in chosen) else ",".join(map(str, range(len(chosen))))
     return [arg for node in nodes for arg in ("--dev-bind", node, node)] + ["--ro-bind", "/sys", "/sys"], inside
 
 

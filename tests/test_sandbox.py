@@ -265,8 +265,11 @@ def test_cuda_without_a_bindable_gpu_is_refused_with_the_reason(tmp_path):
     (dev / "nvidia0").unlink()
     with pytest.raises(sandbox.Refused, match=r"dev/nvidia0 does not exist"):
         sandbox.gpu_binds("1", proc, dev)
+    no_proc = sandbox.gpu_binds("0", tmp_path / "nothing", dev)  # no /proc files: the nodes in minor order (nvidia0 is gone)
+    assert [no_proc[0][i + 1] for i, a in enumerate(no_proc[0]) if a == "--dev-bind"][-1] == f"{dev}/nvidia1"
+    assert no_proc[1] == "0"
     with pytest.raises(sandbox.Refused, match="no NVIDIA GPU listed"):
-        sandbox.gpu_binds(None, tmp_path / "nothing", dev)
+        sandbox.gpu_binds(None, tmp_path / "nothing", tmp_path / "empty-dev")
     (proc / "0000:1a:00.0" / "information").write_text("Model: NVIDIA H100\n")
     with pytest.raises(sandbox.Refused, match="no 'Device Minor' line"):
         sandbox.gpu_binds(None, proc, dev)
