@@ -165,6 +165,20 @@ def candidate(clone: Path, tmp: Path, device: str, budget: str, size: tuple[int,
     return json.loads((out / "train_info.json").read_text())
 
 
+def workspace_copy(clone: Path) -> None:
+    """The committed workspace on main in `clone`: a git clone, or where the checkout came without .git (a
+    device machine's copy of the working tree), its files committed afresh."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    if (ROOT / ".git").exists():
+        run(["git", "clone", "-q", str(ROOT), str(clone)], ROOT, env, "git clone")
+        run(["git", "checkout", "-q", "-B", "main"], clone, env, "git checkout")  # eval compares with main
+        return
+    shutil.copytree(ROOT, clone, symlinks=True, ignore=shutil.ignore_patterns(".cache", ".venv", ".device", "5_worktrees"))
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "workspace copy"]):
+        run(cmd, clone, env, " ".join(cmd))
+
+
 def table(title: str, columns: dict[str, tuple[dict, dict, dict]], peak: float) -> list[str]:
     lines = [title, f"{'':16s}" + "".join(f"{name:>24s}" for name in columns)]
     for phase in (*PHASES, "wall"):
@@ -201,8 +215,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lab-gpu-") as tmp_name:
         tmp = Path(tmp_name)
         clone = tmp / "ws"
-        run(["git", "clone", "-q", str(ROOT), str(clone)], tmp, dict(os.environ), "git clone")
-        run(["git", "checkout", "-q", "-B", "main"], clone, dict(os.environ), "git checkout")  # eval compares with main
+        workspace_copy(clone)
         run([str(Path(sys.executable).parent / "just"), "prepare"], clone, fresh_env(tmp), "just prepare")
         boxed = one_eval(clone, tmp, device, args.budget_s)
         bare = one_eval(clone, tmp, device, args.budget_s, "--unsandboxed")
