@@ -5,8 +5,8 @@ Prints side by side, on a throwaway clone of the committed workspace and the rea
    tokens/s and MFU (against the peak bf16 FLOP/s it assumes for the GPU, printed), and where the
    wall time went (process start, data, compile, training, export, canaries, grading, row) in
    seconds and as a share of wall, plus the harness's share projected to a 300 s budget.
-2. Two pueue slots on the one GPU vs one: two baseline jobs at once through `lab baseline`, their
-   summed tokens/s against the single sandboxed run's.
+2. Two pueue slots on the one GPU vs one: `just smoke` (the queue's gate), then two baseline jobs at
+   once through `lab baseline`, their summed tokens/s against the single sandboxed run's.
 3. While time is left, other model sizes (bare train.py, B seconds each): tokens/s and MFU.
 Every compile starts cold (a fresh inductor cache), as it does in the sandbox on every real run.
 It fails loudly without CUDA; `--cpu` runs the same code path on the CPU (tests/test_bench_gpu.py).
@@ -144,6 +144,7 @@ def two_slots(clone: Path, tmp: Path, device: str, budget: str) -> list[tuple[di
             time.sleep(0.1)
         lab = [sys.executable, "-m", "lab.cli"]
         before = set(ledger.run_ids(clone / "results.tsv"))
+        run([str(Path(sys.executable).parent / "just"), "smoke", "--device", device], clone, env, "just smoke")  # the queue's gate
         run([*lab, "setup", "--slots", "2"], clone, env, "lab setup --slots 2")
         run([*lab, "baseline", "--seeds", "2", "--", "--device", device, "--budget-s", budget], clone, env, "lab baseline")
         run([*lab, "wait"], clone, env, "lab wait")
