@@ -385,8 +385,11 @@ def main() -> None:
     logger.add(sys.stderr, format="{time:HH:mm:ss} eval  | {message}")
     args = tyro.cli(Args)
     started = time.time()
-    if (gpu := jobs.pin_gpu(os.environ, runs.gpu_count())) is not None:  # before torch touches CUDA
-        logger.info(f"pueue slot {os.environ['PUEUE_WORKER_ID']}: CUDA_VISIBLE_DEVICES={gpu}")
+    slot, gpus = os.environ.get("PUEUE_WORKER_ID"), runs.gpu_count()
+    if (gpu := jobs.pin_gpu(os.environ, gpus)) is not None:  # before torch touches CUDA
+        logger.info(f"pueue slot {slot}: CUDA_VISIBLE_DEVICES={gpu}")
+    elif slot is not None and gpus == 0:
+        logger.info(f"pueue slot {slot}: no GPU on this box (nvidia-smi lists none)")
     try:
         work = gitx.toplevel(args.workdir)
         root = gitx.root_checkout(work)
