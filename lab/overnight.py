@@ -37,6 +37,8 @@ PRESETS = {
 TESTED_CLIS = {"@anthropic-ai/claude-code": "2.1.328", "@openai/codex": "0.169.0"}
 LIMIT = re.compile(r"usage limit|rate limit|rate_limit|quota|too many requests|\b429\b|limit reached|try again at",
                    re.IGNORECASE)
+# What a CLI prints when it runs without the project's hooks (the guard's layer 1): the summary says so.
+HOOKS_OFF = re.compile(r"Untrusted project-local configuration is disabled")
 FAILED_ROWS = ("crash", "invalid")
 # Steps the driver runs itself: committing the ledger rows that land while runs are in flight would
 # otherwise start an agent session per row.
@@ -210,17 +212,9 @@ def next_step(root: Path) -> dict:
 
 def usage_of(output: str) -> dict:
     """Tokens and cost as the CLI reported them: claude's one JSON result, codex's JSONL turn events; {} if none."""
-    try:
-        events = [json.loads(output)]
-    except ValueError:
-        events = []
-        for line in output.splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue  # a CLI's plain text between events
+    events = events_of(output)
     found: dict[str, float] = {}
-    for event in (e for e in events if isinstance(e, dict)):
+    for event in events:
         usage = event.get("usage")
         for k, v in (usage.items() if isinstance(usage, dict) else ()):
             if k.endswith("_tokens") and isinstance(v, (int, float)):
@@ -254,15 +248,42 @@ def run_agent(root: Path, cfg: Config, prompt: str, where: Path, timeout: float)
             raise
     output = (where / "output.txt").read_text(errors="replace")
     errors = (where / "stderr.txt").read_text(errors="replace")
+    said = said_of(output)
     if timed_out:
         outcome = "deadline"
-    elif code != 0 and (LIMIT.search(errors[-4000:]) or LIMIT.search(output[-4000:])):
+    elif code != 0 and (LIMIT.search(errors[-4000:]) or LIMIT.search(said[-4000:])):
         outcome = "limit"
     else:
         outcome = "ok" if code == 0 else "crash"
-    last = (errors.strip() or output.strip()).splitlines()[-1:] or [""]
+    last = (errors.strip() or said.strip()).splitlines()[-1:] or [""]
+    warnings = ["the CLI ran without the project's hooks: it does not trust this checkout (for codex: "
+                "trust the project and its hooks once, interactively)"] if HOOKS_OFF.search(errors) else []
     return {"exit": code, "outcome": outcome, "wall_s": round(time.monotonic() - began, 1), "usage": usage_of(output),
-            "last_line": last[0][:300]}
+            "last_line": last[0][:300], "warnings": warnings}
+
+
+def events_of(output: str) -> list[dict]:
+    """The CLI's JSON output as objects: claude's one result, or codex's JSONL events (other lines skipped)."""
+    try:
+        found = [json.loads(output)]
+    except ValueError:
+        found = []
+        for line in output.splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue  # a CLI's plain text between events
+    return [e for e in found if isinstance(e, dict)]
+
+
+def said_of(output: str) -> str:
+    """What the CLI said, for the log and the limit check: claude's `result`, codex's error messages, else the text."""
+    events = events_of(output)
+    texts = [e["result"] for e in events if isinstance(e.get("result"), str)]
+    texts += [e["message"] for e in events if e.get("type") == "error" and isinstance(e.get("message"), str)]
+    texts += [e["error"]["message"] for e in events if isinstance(e.get("error"), dict)
+              and isinstance(e["error"].get("message"), str)]
+    return "\n".join(texts) if events else output
 
 
 def wait_on_queue(root: Path, step: dict, seconds: float) -> dict:
@@ -468,6 +489,8 @@ def render_summary(root: Path, night: Night) -> str:
               or (c["kind"] == "wait" and c["exit"] not in (0, 1, 124))]  # lab wait: 1 = a job not ok, 124 = timeout
     if len(lines) and lines[-1] == "":
         lines.append("- none")
+    warned = {w: [c["n"] for c in agents if w in c.get("warnings", [])] for c in agents for w in c.get("warnings", [])}
+    lines += [f"- cycles {', '.join(map(str, ns))}: {w}" for w, ns in warned.items()]
     lines += ["", "## Still queued", ""]
     lines += [f"- {len(flying)} run(s) without a row yet: "
               + ", ".join(f"{n} {s}" for s, n in _counts(r.get("slug", "?") for r in flying).items())] if flying else ["- nothing"]

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_env
-from lab import overnight
-from test_overnight import hook, open_window, stop_payload
+from lab import overnight, window
+from test_overnight import LAB, hook, night, open_window, stop_payload
 
 CLIS = REPO / ".cache" / "agent-clis" / "node_modules"
 BIN = {"claude": CLIS / ".bin" / "claude", "codex": CLIS / ".bin" / "codex"}
@@ -210,3 +210,33 @@ def test_our_hooks_output_follows_claudes_schema(workspace):
     assert re.search(r'\(\["approve","block"\]\)\.optional\(\),reason:\w+\(\)\.describe\("Explanation for the decision"\)',
                      around), "Claude Code's hook output has no decision approve|block with a reason"
     assert "hookSpecificOutput:" in around and "continue:" in around
+
+
+# ---------------------------------------------------------------- the presets, run by the driver (no account here)
+
+def preset_env(tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    return {**run_env(), "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
+            "PATH": f"{BIN['claude'].parent}{os.pathsep}{run_env()['PATH']}"}
+
+
+def test_the_claude_preset_runs_headless_and_its_json_is_captured(workspace, tmp_path):
+    proc = subprocess.run([*LAB, "overnight", "--agent", "claude", "--hours", "1", "--stuck", "1"], cwd=workspace,
+                          env=preset_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (cycle,) = night(workspace)["cycles"]
+    assert (cycle["outcome"], cycle["exit"]) == ("crash", 1)  # no account on this box: the CLI says so, in JSON
+    assert cycle["last_line"] == "Not logged in · Please run /login"
+    assert cycle["usage"]["cost_usd"] == 0 and cycle["usage"]["input_tokens"] == 0  # its own report, parsed
+
+
+def test_the_codex_preset_runs_headless_and_an_untrusted_checkout_is_flagged(workspace, tmp_path):
+    proc = subprocess.run([*LAB, "overnight", "--agent", "codex", "--hours", str(15 / 3600)], cwd=workspace,
+                          env=preset_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    n = night(workspace)
+    first = n["cycles"][0]
+    out = (workspace / window.DIR / n["id"] / "cycle-001" / "output.txt").read_text()
+    assert json.loads(out.splitlines()[0])["type"] == "thread.started"  # it read the prompt from stdin, JSONL out
+    assert first["warnings"] and "without the project's hooks" in (workspace / n["summary"]).read_text()
