@@ -6,7 +6,8 @@ value) the `lab overnight` presets pass appears in the CLI's own --help; the hoo
 JSON our hooks print follow each CLI's schema as the installed binary carries it: Codex embeds its hook
 JSON schemas (validated here with a small draft-07 subset), Claude Code its zod schemas (read as text).
 No account is needed and no model is called. Where the CLIs are missing the tests skip, except under CI,
-where that is an error. Cost: ~10-20 s (two `--help` runs each, one read of each ~350 MB binary).
+where that is an error. The presets also run once each through `lab overnight` with no account (claude says
+so in its JSON; codex, offline, retries until a 15 s deadline). Cost: ~40 s (one read of each ~350 MB binary).
 """
 
 from __future__ import annotations
