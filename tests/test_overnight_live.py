@@ -6,7 +6,7 @@ the stand-in crashes once and is restarted; it queues the baseline's 3 seeds and
 the driver waits on the queue with no agent; the stand-in writes an idea, critiques it, starts its
 worktree, edits, smokes, queues 3 seeds; the driver waits again; the stand-in writes the verdict's report
 and journal entry and finishes. Then the human's STOP ends the night within one cycle, and the summary's
-counts are the ledger's. Cost: ~6-6.5 min on 2 shared cores (6 tiny trainings, one smoke, one data cache).
+counts are the ledger's. Cost: ~6-8 min on 2 shared cores (6 tiny trainings, one smoke, one data cache).
 Skips without pueue, except under CI (as tests/test_queue_live.py).
 """
 
