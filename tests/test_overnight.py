@@ -238,6 +238,24 @@ def test_a_killed_driver_takes_its_agent_and_still_writes_the_summary(workspace)
     assert not window.is_open(window.read(workspace))
 
 
+def test_an_agent_that_forges_the_window_does_not_extend_the_night(workspace):
+    """The agent rewrites window.json and night.json (a far deadline, no cycles): the driver keeps its own."""
+    forge = (f"{sys.executable} -c \"import json, pathlib; base = pathlib.Path('.cache/overnight'); "
+             "w = json.loads((base / 'window.json').read_text()); w['deadline'] = '2099-01-01T00:00:00'; "
+             "(base / 'window.json').write_text(json.dumps(w)); night = base / w['night'] / 'night.json'; "
+             "n = json.loads(night.read_text()); n['cycles'] = []; n['deadline'] = '2099-01-01T00:00:00'; "
+             "night.write_text(json.dumps(n))\"")
+    proc = overnight(workspace, "--agent", forge, "--hours", str(3 / 3600), "--stuck", "0")
+    n = stopped_for(workspace, proc, "deadline")
+    assert n["deadline"] != "2099-01-01T00:00:00" and len(n["cycles"]) >= 1  # rewritten from the driver's memory
+    assert json.loads((workspace / window.WINDOW).read_text())["stopped"] == n["stopped"]
+    denied = subprocess.run([str(workspace / "lab" / "hook.sh"), "claude"], cwd=workspace, env=run_env(), text=True,
+                            capture_output=True, input=json.dumps({"tool_name": "Write", "cwd": str(workspace),
+                                                                   "tool_input": {"file_path": window.WINDOW,
+                                                                                  "content": "{}"}}))
+    assert denied.returncode == 2 and "record the tools keep" in denied.stderr  # the guard hook says no first
+
+
 def test_stop_written_before_the_night_is_not_a_directive(workspace):
     human_entry(workspace, "STOP", when=datetime.now() - timedelta(hours=1))
     git("commit", "-qam", "an old STOP", cwd=workspace)
