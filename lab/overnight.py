@@ -243,8 +243,9 @@ def run_agent(root: Path, cfg: Config, prompt: str, where: Path, timeout: float)
         except subprocess.TimeoutExpired:
             procs.kill_tree(proc.pid)
             code, timed_out = proc.wait(), True
-        except BaseException:  # the driver is interrupted: the agent goes with it
+        except BaseException:  # the driver is interrupted: the agent goes with it (reaped, not left a zombie)
             procs.kill_tree(proc.pid)
+            proc.wait(timeout=30)
             raise
     output = (where / "output.txt").read_text(errors="replace")
     errors = (where / "stderr.txt").read_text(errors="replace")
