@@ -233,13 +233,12 @@ def run_agent(root: Path, cfg: Config, prompt: str, where: Path, timeout: float)
         proc = subprocess.Popen(["bash", "-c", cfg.agent], cwd=root, stdin=subprocess.PIPE, stdout=out, stderr=err,
                                 env=env, start_new_session=True)
         try:
-            proc.stdin.write(prompt.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # an agent that exits without reading its prompt: its exit status says the rest
-        try:
-            code = proc.wait(timeout=max(1.0, timeout))
-            timed_out = False
+            try:
+                proc.stdin.write(prompt.encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # an agent that exits without reading its prompt: its exit status says the rest
+            code, timed_out = proc.wait(timeout=max(1.0, timeout)), False
         except subprocess.TimeoutExpired:
             procs.kill_tree(proc.pid)
             code, timed_out = proc.wait(), True
