@@ -72,6 +72,11 @@ next *ARGS: _ensure-python
 digest: _ensure-python
     "{{ python }}" -m lab.cli digest
 
+# run the agent in cycles until a stop rule fires: --agent claude|codex|CMD --until HH:MM|--hours H (--summary: write it now)
+[group('loop')]
+overnight *ARGS: _ensure-python _setup
+    "{{ python }}" -m lab.cli overnight "$@"
+
 # queue labelled GPU jobs: SLUG --q QUESTION --h EXPECTED [--seeds K] [-- EVAL-ARGS]; `queue status`
 [group('queue')]
 queue *ARGS: _ensure-python

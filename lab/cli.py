@@ -2,8 +2,8 @@
 
 import typer
 
-from lab.commands import (guard_cmd, idea_cmd, journal_cmd, ledger_cmd, queue_cmd, report_cmd, status_cmd,
-                          verdict_cmd, worktree_cmd)
+from lab.commands import (guard_cmd, idea_cmd, journal_cmd, ledger_cmd, overnight_cmd, queue_cmd, report_cmd,
+                          status_cmd, verdict_cmd, worktree_cmd)
 
 app = typer.Typer(help="lab — the research workspace's tooling. See program.md for the loop.", no_args_is_help=True,
                   add_completion=False)
@@ -25,6 +25,7 @@ app.command("merge")(verdict_cmd.merge)
 app.command("status")(status_cmd.status)
 app.command("next")(status_cmd.next_)
 app.command("digest")(status_cmd.digest)
+app.command("overnight")(overnight_cmd.overnight)
 app.add_typer(ledger_cmd.app, name="ledger")
 app.command("check")(guard_cmd.check)
 app.command("taxonomy")(guard_cmd.show_taxonomy)

@@ -18,8 +18,9 @@ EDIT_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
 SHELL_TOOLS = {"Bash", "shell", "exec_command", "local_shell", "container.exec"}
 UNKNOWN = object()  # new content that cannot be computed from the payload
 AGENT_SETTINGS = (".claude/", ".codex/")
-# The queue's gate, job records and the locks of live runs: eval.py and lab write them, never the agent's tools.
-TOOL_RECORDS = (".cache/smoke/", ".cache/queue/", ".cache/running/")
+# The queue's gate, job records, the locks of live runs and the overnight driver's window and cycle log:
+# eval.py and lab write them, never the agent's tools.
+TOOL_RECORDS = (".cache/smoke/", ".cache/queue/", ".cache/running/", ".cache/overnight/")
 # No pathlib here: it costs more to import than the rest of the hook takes to run.
 
 

@@ -7,7 +7,14 @@ writing (an idea, a critique, an edit of train.py, a journal body) it writes a f
 where the step says, then runs the step's command if there is one. `--first-args` is appended once,
 to the first BASELINE command (the human's budget, given once). One JSON line per step goes to stdout.
 
+`--session` makes it an agent CLI for `lab overnight --agent CMD`: it reads the cycle's prompt on
+stdin, ends its turn (exit 0) at a WAIT step, at an IDEATE step once its one idea exists, or after
+--steps steps; `--budget ARGS` goes on every queued run (`lab baseline`, `lab queue`) that names no
+budget yet (before any baseline row the plan has none: the human's budget), and `--crash-once FILE`
+exits 3 at once the first time (FILE absent), as a CLI that crashes.
+
 Usage: stand_in_agent.py ROOT [--steps N] [--until KIND] [--first-args "--max-steps 8"]
+       stand_in_agent.py ROOT --session [--steps N] [--budget "--max-steps 8"] [--crash-once FILE]
 """
 
 from __future__ import annotations
@@ -86,10 +93,16 @@ def act(root: Path, step: dict, first_args: list[str], state: dict) -> dict:
         text = CRITIQUE if kind == "CRITIQUE" else journal_body(root, shlex.split(command)[3].split(":")[0])
         (root / target).parent.mkdir(parents=True, exist_ok=True)
         (root / target).write_text(text)
+    if state.get("budget") and re.match(r"lab (baseline|queue) ", command) and "--max-steps" not in command:
+        command += (" " if " -- " in command else " -- ") + shlex.join(state["budget"])
     if kind == "BASELINE" and not state.get("budget_given") and first_args:
         command = command + " " + shlex.join(first_args)
         state["budget_given"] = True
     proc = sh(command, root)
+    fix = re.search(r"run `([^`]+)`, then queue again", proc.stderr) if proc.returncode != 0 else None
+    if fix:  # the queue's smoke gate names the one command that opens it: do that, then the step again
+        if sh(fix[1], root).returncode == 0:
+            proc = sh(command, root)
     if proc.returncode != 0:
         raise SystemExit(f"stand-in: step {kind} `{command}` exited {proc.returncode}: "
                          f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
@@ -102,16 +115,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--until", default="", help="stop before a step of this kind, once an experiment finished")
     parser.add_argument("--first-args", default="")
+    parser.add_argument("--session", action="store_true", help="one agent session of `lab overnight` (see above)")
+    parser.add_argument("--budget", default="")
+    parser.add_argument("--crash-once", type=Path)
     args = parser.parse_args()
-    state: dict = {}
+    state: dict = {"budget": shlex.split(args.budget)}
+    if args.session:
+        prompt = sys.stdin.read()
+        print(json.dumps({"prompt": next((line for line in prompt.splitlines() if line.startswith("Next step")), "")}),
+              flush=True)
+        if args.crash_once and not args.crash_once.exists():
+            args.crash_once.touch()
+            print("stand-in: crashing once, as a CLI can", file=sys.stderr)
+            raise SystemExit(3)
     for _ in range(args.steps):
         step = json.loads(lab(args.root, "next", "--json"))
-        if step["kind"] == args.until and state.get("finished"):
+        mine = step["kind"] == "IDEATE" and any((args.root / "1_ideas").glob(f"*_{SLUG}.md"))
+        if (step["kind"] == args.until and state.get("finished")) or (args.session and (step["kind"] == "WAIT" or mine)):
             print(json.dumps({"kind": step["kind"], "ran": None, "stopped": True}), flush=True)
             return
         done = act(args.root, step, shlex.split(args.first_args), state)
         state["finished"] = state.get("finished") or step["kind"] == "FINISH"
         print(json.dumps(done), flush=True)
+    if args.session:
+        return  # a session that ended on its own; the driver starts the next
     raise SystemExit(f"stand-in: still going after {args.steps} steps: the loop did not move on")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx
+from lab import gitx, overnight
 from lab import status as core
 from lab.commands.common import fail, root
 
@@ -20,8 +20,9 @@ def _root() -> Path:
 def status(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
     """Meta mode, ideas, worktrees, baseline, verdicts, proposed merges, latest runs, warnings and the next step."""
     s = _summary()
+    night = overnight.status_line(_root())
     if as_json:
-        typer.echo(json.dumps(asdict(s), indent=2))
+        typer.echo(json.dumps(asdict(s) | {"overnight": night}, indent=2))
         return
     typer.echo(f"META_MODE {s.meta}")
     typer.echo("ideas: " + ", ".join(f"{n} {k}" for k, n in s.ideas.items() if n) if any(s.ideas.values()) else "ideas: none yet")
@@ -40,6 +41,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
                    f"{r['val_bpb'] or r['reason'][:50]}")
     for w in s.warnings:
         typer.echo(f"warning: {w}")
+    if night:
+        typer.echo(night)
     typer.echo(f"next: {s.next_step}")
 
 
