@@ -472,8 +472,8 @@ def render_summary(root: Path, night: Night) -> str:
              f"- **Runs tonight:** {len(tonight)}"
              + (f" ({', '.join(f'{n} {s}' for s, n in _counts(r['status'] for r in tonight).items())}); "
                 f"results.tsv rows {night.rows_at_start + 1}-{len(rows)}" if tonight else ""),
-             f"- **{_first_up(status.baseline_line(base))}**",
-             f"- **{_first_up(status.best_line(status.best_of(judged)))}**", ""]
+             f"- **{status.first_upper(status.baseline_line(base))}**",
+             f"- **{status.first_upper(status.best_line(status.best_of(judged)))}**", ""]
     lines += ["## Verdicts (experiments with runs tonight)", ""]
     lines += [f"- {s}: {status.effect_text(judged[s])}" if s in judged else f"- {s}: no verdict (no baseline yet)"
               for s in slugs] or ["- none"]
@@ -498,9 +498,6 @@ def render_summary(root: Path, night: Night) -> str:
               f"Every cycle's prompt, output, exit status and rows: `{window.DIR}/{night.id}/`.", ""]
     return "\n".join(lines)
 
-
-def _first_up(line: str) -> str:
-    return line[:1].upper() + line[1:]  # str.capitalize would lower the rest ("95% CI")
 
 
 def _num(v: float) -> str:

@@ -146,6 +146,7 @@ class Facts:
     train_sha: dict[str, str]  # per worktree slug, its train.py's sha (the sample its rows join)
     unclean: Callable[[worktrees.Worktree], list[str]]  # a worktree's paths that differ from HEAD (git, on demand)
     smoke: Callable[[worktrees.Worktree], dict | None]  # the last smoke result on a worktree's content (on demand)
+    root_smoke: Callable[[], dict | None]  # the same for the root checkout (main): the queue's gate for the baseline
     reported: set[str]  # slugs with a report
     journaled: set[str]  # slugs named in a journal heading
     root_notes: bool  # the root checkout has uncommitted notes (ledger, journal, ideas, reports)
@@ -201,6 +202,12 @@ def next_step(rows: list[dict], problems: list, all_ideas: list, baseline: dict 
         if last and last["status"] in ("crash", "invalid", "timeout") and not have:
             return Step("FIX", f"the baseline's run {last['run_id']} is {last['status']}: {last['reason'][:200]} — "
                                "main's own train.py fails: write it at the top of RESEARCH_JOURNAL.md for the human")
+        if facts.queue and (smoke := facts.root_smoke()) is None:  # `lab baseline` would refuse without one
+            return Step("SMOKE", "main has no smoke pass yet (the queue runs only what `just smoke` passed); "
+                                 "from the root checkout:", "just smoke")
+        if facts.queue and smoke.get("status") != "ok":
+            return Step("FIX", f"`just smoke` failed on main: {smoke.get('reason', '')[:200]} — main's own train.py "
+                               "fails: write it at the top of RESEARCH_JOURNAL.md for the human")
         seeds = runs.next_seeds(rows, runs.BASELINE, facts.main_sha, plan, facts.flying, first - have - base_flying)
         return Step("BASELINE", f"{have} of {first} baseline seeds at {runs.budget_text(plan)} so far"
                                 f"{f', {base_flying} on their way' if base_flying else ''}; from the root checkout:",
@@ -315,6 +322,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
         trees=trees, flying=flying, train_sha={t.slug: jobs.file_sha(t.path / "train.py") for t in trees},
         unclean=lambda t: jobs.unclean(t.path) if t.dirty else [],
         smoke=lambda t: jobs.smoke_result(root, jobs.content_key(t.path)),
+        root_smoke=lambda: jobs.smoke_result(root, jobs.content_key(root)),
         reported={s for s in verdict_of if reports.existing(root, s)},
         journaled=journaled(root, list(verdict_of)),
         root_notes=any(_notes(p) for p in gitx.changed_paths(root, untracked=True)) if gitx.branch(root) == runs.BASELINE else False,
@@ -370,7 +378,7 @@ def digest(root: Path, k: int = 8) -> str:
     s = summarize(root, latest=k)
     problem = (root / "0_docs" / "problem.md").read_text().split("## Task", 1)[-1].split("##", 1)[0]
     parts = ["# Digest", "Problem: " + " ".join(problem.split())[:300],
-             f"Next: {s.next_step}", f"Meta: {s.meta}", baseline_line(s.baseline).capitalize(), best_line(s.best).capitalize()]
+             f"Next: {s.next_step}", f"Meta: {s.meta}", first_upper(baseline_line(s.baseline)), first_upper(best_line(s.best))]
     parts += [f"Verdict {slug}: {line[:170]}" for slug, line in s.verdicts.items()]
     if s.proposed_merges:
         parts.append("Proposed merges (the human's): " + ", ".join(s.proposed_merges))
@@ -389,3 +397,8 @@ def digest(root: Path, k: int = 8) -> str:
         cut = "\n… (digest truncated at 4000 characters)\n"
         text = text[: DIGEST_LIMIT - len(cut)].rsplit("\n", 1)[0] + cut
     return text
+
+
+def first_upper(line: str) -> str:
+    """`line` with its first letter upper-case."""
+    return line[:1].upper() + line[1:]  # str.capitalize would lower the rest ("95% CI")

@@ -99,10 +99,6 @@ def act(root: Path, step: dict, first_args: list[str], state: dict) -> dict:
         command = command + " " + shlex.join(first_args)
         state["budget_given"] = True
     proc = sh(command, root)
-    fix = re.search(r"run `([^`]+)`, then queue again", proc.stderr) if proc.returncode != 0 else None
-    if fix:  # the queue's smoke gate names the one command that opens it: do that, then the step again
-        if sh(fix[1], root).returncode == 0:
-            proc = sh(command, root)
     if proc.returncode != 0:
         raise SystemExit(f"stand-in: step {kind} `{command}` exited {proc.returncode}: "
                          f"{(proc.stderr or proc.stdout).strip()[-2000:]}")

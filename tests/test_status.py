@@ -121,3 +121,17 @@ def test_ledger_show_keeps_run_ids_whole_and_shows_the_step_budget(workspace):
     for i in range(3):
         line = next(line for line in out.splitlines() if f"20261201-0{i}1500-ab{i}d" in line)  # whole, on one line
         assert " 8 " in line
+
+
+def test_with_the_queue_main_smokes_before_its_baseline_is_queued(workspace):
+    """`lab baseline` refuses without main's smoke pass, so next says SMOKE first, FIX after a failed smoke, then BASELINE."""
+    def step(smoke: dict | None) -> status.Step:
+        facts = status.Facts(trees=[], flying=[], train_sha={}, unclean=lambda t: [], smoke=lambda t: None,
+                             root_smoke=lambda: smoke, reported=set(), journaled=set(), root_notes=False, queue=True,
+                             device="cpu", eval_sha="a" * 16, prepare_sha="b" * 16, main_sha=runs.main_train_sha(workspace))
+        return status.next_step([], [], [], None, [], 30, facts, {})
+
+    assert (step(None).kind, step(None).command) == ("SMOKE", "just smoke")
+    failed = step({"status": "failed", "reason": "train.py ended with exit code 1: boom"})
+    assert failed.kind == "FIX" and "boom" in failed.say and failed.command is None
+    assert (step({"status": "ok"}).kind, step({"status": "ok"}).command) == ("BASELINE", "lab baseline --seeds 3")
