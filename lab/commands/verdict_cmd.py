@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas, ledger, pueue, runs, status, verdicts
+from lab import gitx, ideas, ledger, protect, pueue, runs, status, verdicts
 from lab import queue as q
 from lab.commands.common import fail, root
 
@@ -24,6 +24,9 @@ def _rows(where: Path) -> list[dict]:
     rows, problems = ledger.read(ledger.ledger_path(where))
     if problems:
         typer.echo(f"warning: {len(problems)} bad ledger line(s) left out, e.g. {problems[0]} (`lab ledger check`)", err=True)
+    rows, left_out = protect.verified(where, rows)
+    if left_out:
+        typer.echo(f"warning: {left_out}", err=True)
     return rows
 
 

@@ -1,0 +1,50 @@
+"""`lab protect`, `lab unprotect`, `lab reveal`: protected mode, which only root turns on, off or looks into."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from lab import protect, runs
+from lab.commands.common import fail, root
+
+
+def protect_(
+    update: bool = typer.Option(False, "--update", help="Install main's current commit (its frozen changes need a meta_journal.md entry)."),
+    researcher: str = typer.Option(None, "--researcher", help="The user whose evals go through the grader; default: $SUDO_USER."),
+    user: str = typer.Option(protect.DEFAULT_USER, "--grader-user", help="The grader's system user."),
+    source: Path = typer.Option(None, "--source", help="The grader's data source (default: its Python's standard library)."),
+) -> None:
+    """(root) Install the grader as its own user: signed rows, a private test split, one sudoers rule; idempotent."""
+    try:
+        typer.echo(protect.protect(root("lab protect"), researcher, user, source, update))
+    except protect.ProtectError as e:
+        fail(f"lab protect: {e}", 2)
+
+
+def unprotect(purge: bool = typer.Option(False, "--purge", help="Also delete the grader's state (its ledger, test scores, key).")) -> None:
+    """(root) Turn protected mode off: the sudoers rule, the installation and the grader's user go."""
+    try:
+        typer.echo(protect.unprotect(root("lab unprotect"), purge))
+    except protect.ProtectError as e:
+        fail(f"lab unprotect: {e}", 2)
+
+
+def reveal(slug: str = typer.Argument(..., help="The experiment whose held-out test scores to show.")) -> None:
+    """(root) Test vs val bpb of SLUG's runs and the baseline's, from the grader's private state."""
+    where = root("lab reveal")
+    cfg = protect.config(where)
+    if cfg is None:
+        fail("lab reveal: this repository is not protected; the test split is scored only by the protected grader", 2)
+    private = Path(cfg.state) / "private" / "test.tsv"
+    if os.geteuid() != 0:
+        fail(f"lab reveal: the test scores are the grader's private state ({private}): run `sudo lab reveal {slug}`", 2)
+    lines = [line.split("\t") for line in private.read_text().splitlines()[1:]]
+    shown = [c for c in lines if c[1] == slug or c[1] in runs.BASELINE_SLUGS]
+    if not any(c[1] == slug for c in lines):
+        fail(f"lab reveal: no graded run of '{slug}' in {private}", 1)
+    typer.echo(f"{'run_id':24s} {'slug':20s} {'seed':>4s} {'val_bpb':>9s} {'test_bpb':>9s}")
+    for run_id, s, _commit, seed, val, test in shown:
+        typer.echo(f"{run_id:24s} {s:20s} {seed:>4s} {val:>9s} {test:>9s}")
