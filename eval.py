@@ -71,7 +71,7 @@ class Args:
 class Protected:
     """How the installed grader (lab/grader.py) evaluates: its own data cache, its commit as the base, the test split."""
 
-    data_root: Path
+    data_dir: Path  # its data cache, built when protection was turned on
     base: str  # the installed main commit: what a commit's added data is measured against
     test_bpb: float | None = None  # set once the run is graded: kept in the grader's private state only
 
@@ -262,7 +262,7 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
             raise RunFailed("invalid", f"frozen file(s) differ from main's committed versions: {', '.join(named)}; "
                                        "restore them (`git checkout main -- FILE`) or ask the human for META_MODE")
     try:
-        data_dir, manifest, _ = prepare.build(args.source, **({"cache_root": protected.data_root} if protected else {}))
+        data_dir, manifest = (protected.data_dir, prepare.verify(protected.data_dir)) if protected else prepare.build(args.source)[:2]
     except prepare.DataError as e:
         raise RunFailed("invalid", f"data: {e}")
     row["data_sha"] = prepare.data_hash(manifest)[:16]

@@ -63,15 +63,6 @@ def options(argv: list[str], out) -> argparse.Namespace:
     return a
 
 
-def object_store(cfg: protect.Config, tmp: Path) -> Path:
-    """A bare git directory of the grader's own whose only link to the repository is its object store."""
-    gitdir = tmp / "objects.git"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), **protect.SAFE_GIT}
-    subprocess.run(["git", "init", "-q", "--bare", str(gitdir)], check=True, env=env, capture_output=True)
-    (gitdir / "objects" / "info" / "alternates").write_text(str(Path(cfg.repo) / ".git" / "objects") + "\n")
-    return gitdir
-
-
 def main() -> None:
     out = os.fdopen(os.dup(1), "w")  # the row's channel; training's output and logs go to stderr
     os.dup2(2, 1)
@@ -82,7 +73,7 @@ def main() -> None:
     os.environ.update(protect.SAFE_GIT)  # sandbox._git copies os.environ: the wrapper's clean one plus these
     tmp = Path(tempfile.mkdtemp(prefix="grade-", dir=Path(cfg.state) / "tmp"))
     try:
-        gitdir = object_store(cfg, tmp)
+        gitdir = protect.object_store(Path(cfg.repo), tmp)
         kind = subprocess.run(["git", "cat-file", "-t", a.commit], cwd=gitdir, capture_output=True, text=True)
         if kind.stdout.strip() != "commit":
             refuse(out, f"commit {a.commit[:12]} is not in {cfg.repo}'s objects")
@@ -103,8 +94,8 @@ def main() -> None:
         out_dir = Path(cfg.state) / "runs" / a.run_id
         out_dir.mkdir(parents=True)
         args = grader_eval.Args(budget_s=a.budget_s, seed=a.seed, device=a.device, max_steps=a.max_steps,
-                                hard_limit_s=a.hard_limit_s, source=Path(cfg.source) if cfg.source else None, workdir=gitdir)
-        grading = grader_eval.Protected(data_root=Path(cfg.state) / "data", base=cfg.commit)
+                                hard_limit_s=a.hard_limit_s, workdir=gitdir)
+        grading = grader_eval.Protected(data_dir=Path(cfg.data_dir), base=cfg.commit)
 
         def on_signal(signum: int, _frame: object) -> None:
             raise grader_eval.Killed(f"received {signal.Signals(signum).name}")

@@ -50,6 +50,7 @@ class Config:
     state: str  # the grader's: data/, ledger/results.tsv, runs/, private/ (key, test scores)
     commit: str  # main's commit the grader was installed from (grader_sha)
     source: str  # the data source the grader's cache was built from
+    data_dir: str  # that cache (train, val, test and the manifest), the grader's
     public_key: str  # hex, Ed25519
     sudoers: str
     mirror_lines: int  # results.tsv's lines when protection went on: unsigned rows from before, not forgeries
@@ -224,7 +225,26 @@ def _run(*cmd: str, **kw) -> str:
 
 
 def _git(root: Path, *args: str) -> str:
-    return _run("git", "-c", "core.fsmonitor=false", *args, cwd=root, env={**os.environ, **SAFE_GIT}).rstrip("\n")
+    """git as root in the researcher's repository: its ownership accepted, its fsmonitor and replace refs ignored."""
+    return _run("git", "-c", f"safe.directory={root}", "-c", "core.fsmonitor=false", *args, cwd=root,
+                env={**os.environ, **SAFE_GIT}).rstrip("\n")
+
+
+def repo_root(cwd: Path) -> Path:
+    """The root checkout that owns `cwd` (a worktree's too), asked as root without trusting the repository."""
+    common = _run("git", "-c", "safe.directory=*", "rev-parse", "--path-format=absolute", "--git-common-dir", cwd=cwd,
+                  env={**os.environ, **SAFE_GIT}).strip()
+    return Path(common).parent.resolve()
+
+
+def object_store(repo: Path, tmp: Path) -> Path:
+    """A bare git directory of our own whose one link to `repo` is its object store: none of the repository's
+    config (filters, fsmonitor, hooks), attributes or replace refs is read through it."""
+    gitdir = tmp / "objects.git"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), **SAFE_GIT}
+    subprocess.run(["git", "init", "-q", "--bare", str(gitdir)], check=True, env=env, capture_output=True)
+    (gitdir / "objects" / "info" / "alternates").write_text(str(Path(repo) / ".git" / "objects") + "\n")
+    return gitdir
 
 
 def _python() -> str:
@@ -276,8 +296,10 @@ def _install(root: Path, commit: str, install: Path, state: Path, config_file: P
     install.mkdir(parents=True, exist_ok=True)
     os.chmod(install, 0o755)
     new = Path(tempfile.mkdtemp(prefix=".src-", dir=install))
-    archive = subprocess.run(["git", "-c", "core.fsmonitor=false", "archive", "--format=tar", commit, *INSTALLED],
-                             cwd=root, capture_output=True, env={**os.environ, **SAFE_GIT})
+    store = object_store(root, new)  # `git archive` runs no filter of the repository's config
+    archive = subprocess.run(["git", "archive", "--format=tar", commit, *INSTALLED], cwd=store, capture_output=True,
+                             env={"PATH": "/usr/bin:/bin", "HOME": str(new), **SAFE_GIT})
+    shutil.rmtree(store)
     if archive.returncode != 0:
         raise ProtectError(f"`git archive {commit[:12]}` failed in {root}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "--no-same-owner", "-C", str(new)], input=archive.stdout, check=True)
@@ -308,8 +330,8 @@ def _user(name: str, home: Path) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
-def _state(state: Path, user: pwd.struct_passwd, source: Path | None, install: Path) -> tuple[str, str]:
-    """The grader's state dir, its key pair (made once) and data cache; (public key hex, source)."""
+def _state(state: Path, user: pwd.struct_passwd, source: Path | None, install: Path) -> tuple[str, str, str]:
+    """The grader's state dir, its key pair (made once) and data cache; (public key hex, source, data cache)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -334,11 +356,13 @@ def _state(state: Path, user: pwd.struct_passwd, source: Path | None, install: P
     if not tests.exists():
         tests.write_text("run_id\tslug\tcommit\tseed\tval_bpb\ttest_bpb\n")
     src = str(source.resolve()) if source else ""
-    _run(str(install / "venv" / "bin" / "python"), "-I", "-B", str(install / "src" / "prepare.py"),
-         *(["--source", src] if src else []), "--cache-root", str(state / "data"), env={"PATH": "/usr/bin:/bin"})
+    build = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; import prepare; "
+             "print(prepare.build(Path(sys.argv[3]) if sys.argv[3] else None, Path(sys.argv[2])).dir)")
+    data_dir = _run(str(install / "venv" / "bin" / "python"), "-I", "-B", "-c", build, str(install / "src"),
+                    str(state / "data"), src, env={"PATH": "/usr/bin:/bin"}).strip().splitlines()[-1]
     for path in [state, *state.rglob("*")]:
         os.lchown(path, user.pw_uid, user.pw_gid)
-    return public, src
+    return public, src, data_dir
 
 
 def _sudoers(cfg: Config) -> None:
@@ -406,11 +430,11 @@ def protect(root: Path, researcher: str | None, user: str = DEFAULT_USER, source
     install, state = INSTALL_ROOT / rid, STATE_ROOT / rid
     account = _user(user, state)
     _install(root, commit, install, state, cfg_file, rebuild_env=True)
-    public, src = _state(state, account, source, install)
+    public, src, data_dir = _state(state, account, source, install)
     mirror = (root / ledger.FILENAME).read_bytes().split(b"\n")
     lines = len(mirror) - 1 if mirror[-1] == b"" else len(mirror)
     cfg = Config(repo=str(root), researcher=researcher, user=user, install=str(install), state=str(state), commit=commit,
-                 source=src, public_key=public, sudoers=str(SUDOERS_DIR / f"lab-grader-{rid}"), mirror_lines=lines,
+                 source=src, data_dir=data_dir, public_key=public, sudoers=str(SUDOERS_DIR / f"lab-grader-{rid}"), mirror_lines=lines,
                  mirror_sha256=hashlib.sha256(b"\n".join(mirror[:lines]) + b"\n").hexdigest())
     _sudoers(cfg)
     _write_config(cfg)

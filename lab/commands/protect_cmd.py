@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from lab import protect, runs
-from lab.commands.common import fail, root
+from lab.commands.common import fail
 
 
 def protect_(
@@ -19,7 +19,7 @@ def protect_(
 ) -> None:
     """(root) Install the grader as its own user: signed rows, a private test split, one sudoers rule; idempotent."""
     try:
-        typer.echo(protect.protect(root("lab protect"), researcher, user, source, update))
+        typer.echo(protect.protect(protect.repo_root(Path.cwd()), researcher, user, source, update))
     except protect.ProtectError as e:
         fail(f"lab protect: {e}", 2)
 
@@ -27,15 +27,18 @@ def protect_(
 def unprotect(purge: bool = typer.Option(False, "--purge", help="Also delete the grader's state (its ledger, test scores, key).")) -> None:
     """(root) Turn protected mode off: the sudoers rule, the installation and the grader's user go."""
     try:
-        typer.echo(protect.unprotect(root("lab unprotect"), purge))
+        typer.echo(protect.unprotect(protect.repo_root(Path.cwd()), purge))
     except protect.ProtectError as e:
         fail(f"lab unprotect: {e}", 2)
 
 
 def reveal(slug: str = typer.Argument(..., help="The experiment whose held-out test scores to show.")) -> None:
     """(root) Test vs val bpb of SLUG's runs and the baseline's, from the grader's private state."""
-    where = root("lab reveal")
-    cfg = protect.config(where)
+    try:
+        where = protect.repo_root(Path.cwd())
+        cfg = protect.config(where)
+    except protect.ProtectError as e:
+        fail(f"lab reveal: {e}", 2)
     if cfg is None:
         fail("lab reveal: this repository is not protected; the test split is scored only by the protected grader", 2)
     private = Path(cfg.state) / "private" / "test.tsv"
