@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from loguru import logger
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the installed src/ (python -I leaves it out)
 
 import eval as grader_eval  # noqa: E402
@@ -69,6 +71,8 @@ def main() -> None:
     cfg_path = Path(os.environ.get("LAB_GRADER_CONFIG", ""))
     cfg = protect.Config(**json.loads(cfg_path.read_text()))
     a = options(sys.argv[1:], out)
+    logger.remove()
+    logger.add(sys.stderr, format="{time:HH:mm:ss} grade | {message}")
     started = time.time()
     os.environ.update(protect.SAFE_GIT)  # sandbox._git copies os.environ: the wrapper's clean one plus these
     tmp = Path(tempfile.mkdtemp(prefix="grade-", dir=Path(cfg.state) / "tmp"))

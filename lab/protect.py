@@ -114,7 +114,7 @@ def verified(root: Path, rows: list[dict]) -> tuple[list[dict], str | None]:
     if cfg is None:
         return rows, None
     theirs = authoritative(cfg)
-    kept = [r for r in rows if theirs.get(r["run_id"]) == r]
+    kept = [r for r in rows if theirs.pop(r["run_id"], None) == r]  # pop: a copied line counts once
     left = len(rows) - len(kept)
     note = (f"{left} row(s) of results.tsv left out: not in the grader's ledger as they are (unsigned, edited or forged; "
             "`lab ledger check` names them)") if left else None
@@ -158,11 +158,15 @@ def check(root: Path, mirror: Path) -> list[str]:
     old = cfg.mirror_lines if hashlib.sha256(b"\n".join(before[: cfg.mirror_lines]) + b"\n").hexdigest() == cfg.mirror_sha256 else 1
     theirs = _lines(cfg.ledger)
     at = {line.split("\t", 1)[0]: i for i, line in enumerate(theirs)}
-    order = []
+    order, seen = [], set()
     for n, line in enumerate(_lines(mirror), start=2):
         if n <= old:
             continue  # rows from before protection, unchanged since (unsigned; readers leave them out)
         run_id = line.split("\t", 1)[0]
+        if run_id in seen:
+            problems.append(f"{mirror}:{n}: run {run_id}: extra, a second line for a run the mirror already holds")
+            continue
+        seen.add(run_id)
         if not signature_ok(cfg, line):
             problems.append(f"{mirror}:{n}: run {run_id}: signature does not verify (forged or edited row)")
         if run_id not in at:
@@ -171,7 +175,6 @@ def check(root: Path, mirror: Path) -> list[str]:
             problems.append(f"{mirror}:{n}: run {run_id}: edited, differs from the grader's line {at[run_id] + 2}")
         else:
             order.append((at[run_id], n, run_id))
-    seen = {run_id for _, _, run_id in order} | {line.split("\t", 1)[0] for line in _lines(mirror)}
     for i, line in enumerate(theirs):
         run_id = line.split("\t", 1)[0]
         if run_id not in seen:
@@ -289,6 +292,11 @@ WRAPPER = """#!/bin/sh
 exec /usr/bin/env -i PATH=/usr/bin:/bin HOME={state} LANG=C.UTF-8 LAB_GRADER_CONFIG={config} \\
     {install}/venv/bin/python -I -B {install}/src/lab/grader.py "$@"
 """
+# The installed copy of `lab` (any user): `bin/lab ledger check` verifies with code the agent cannot have edited.
+LAB = """#!/bin/sh
+exec /usr/bin/env -i PATH=/usr/bin:/bin HOME=/nonexistent LANG=C.UTF-8 {install}/venv/bin/python -I -B -c \\
+    'import sys; sys.path.insert(0, "{install}/src"); from lab.cli import app; sys.argv[0] = "lab"; app()' "$@"
+"""
 
 
 def _install(root: Path, commit: str, install: Path, state: Path, config_file: Path, rebuild_env: bool) -> None:
@@ -313,7 +321,9 @@ def _install(root: Path, commit: str, install: Path, state: Path, config_file: P
          cwd=install / "src", env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
     (install / "bin").mkdir(exist_ok=True)
     (install / "bin" / "grade").write_text(WRAPPER.format(state=state, config=config_file, install=install))
-    os.chmod(install / "bin" / "grade", 0o755)
+    (install / "bin" / "lab").write_text(LAB.format(install=install))
+    for name in ("grade", "lab"):
+        os.chmod(install / "bin" / name, 0o755)
     for path in [install, *(p for sub in ("src", "bin") for p in [install / sub, *(install / sub).rglob("*")])]:  # venv/: uv's
         if not path.is_symlink():
             os.chown(path, 0, 0)
@@ -335,7 +345,7 @@ def _state(state: Path, user: pwd.struct_passwd, source: Path | None, install: P
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    for sub, mode in (("", 0o755), ("ledger", 0o755), ("runs", 0o755), ("data", 0o755), ("tmp", 0o700), ("private", 0o700)):
+    for sub, mode in (("", 0o755), ("ledger", 0o755), ("runs", 0o755), ("data", 0o700), ("tmp", 0o700), ("private", 0o700)):
         (state / sub).mkdir(parents=True, exist_ok=True)
         os.chown(state / sub, user.pw_uid, user.pw_gid)
         os.chmod(state / sub, mode)
