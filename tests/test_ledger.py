@@ -207,7 +207,7 @@ BAD_LINES = {
     "non-numeric-metric": (_replace_cell(GOOD, "val_bpb", b"fast"), "val_bpb", "'fast' is not a finite decimal number"),
     "inf-metric": (_replace_cell(GOOD, "wall_s", b"inf"), "wall_s", "'inf' is not a finite decimal number"),
     "non-integer-seed": (_replace_cell(GOOD, "seed", b"1.5"), "seed", "'1.5' is not an integer"),
-    "crlf-line-end": (GOOD.rstrip(b"\n") + b"\r\n", ledger.COLUMNS[-1], "is not a finite decimal number"),
+    "crlf-line-end": (GOOD.rstrip(b"\n") + b"\r\n", ledger.COLUMNS[-1], "is not an Ed25519 signature"),
     "non-utf8": (_replace_cell(GOOD, "reason", b"caf\xe9 \xff\xfe"), "", "is not valid UTF-8"),
 }
 
