@@ -33,14 +33,16 @@ def require_root() -> None:
 class Protected:
     """A protected workspace `ws` owned by the agent user `agent`, with the grader user `grader`."""
 
-    def __init__(self, corpus: Path):
+    def __init__(self, corpus: Path, tiny: bool = True, copy: bool = True):
         self.token = secrets.token_hex(3)
         self.agent, self.grader = f"lab-a-{self.token}", f"lab-g-{self.token}"
         self.base = Path(tempfile.mkdtemp(prefix=f"lab-protect-{self.token}-", dir="/tmp"))
         os.chmod(self.base, 0o755)
         self.home, self.venv, self.ws = self.base / "home", self.base / "venv", self.base / "ws"
-        self.corpus = self.base / "corpus"
-        shutil.copytree(corpus, self.corpus)  # the grader reads it once, as root; pytest's tmp is root's alone
+        self.corpus, self.tiny = (self.base / "corpus" if copy else corpus), tiny
+        if copy:  # pytest's tmp is root's alone; smoke reads the corpus as the agent
+            shutil.copytree(corpus, self.corpus)
+            subprocess.run(["chmod", "-R", "a+rX", str(self.corpus)], check=True)
         self.up_done = False
 
     def up(self) -> None:
@@ -52,8 +54,9 @@ class Protected:
         make_workspace(self.ws)
         (self.ws / ".venv").unlink()
         (self.ws / ".venv").symlink_to(self.venv)
-        tiny_train(self.ws)
-        git("commit", "-qam", "tiny baseline", cwd=self.ws)
+        if self.tiny:
+            tiny_train(self.ws)
+            git("commit", "-qam", "tiny baseline", cwd=self.ws)
         self.chown()
         self.lab_root("protect", "--researcher", self.agent, "--grader-user", self.grader, "--source", str(self.corpus))
         self.up_done = True
