@@ -187,6 +187,21 @@ def check(root: Path, mirror: Path) -> list[str]:
     return problems
 
 
+def test_scores(cfg: Config, slug: str) -> list[str]:
+    """(root) A table of SLUG's and the baseline's runs, val vs held-out test bpb, from the grader's private state."""
+    from lab import runs
+
+    private = Path(cfg.state) / "private" / "test.tsv"
+    if os.geteuid() != 0:
+        raise ProtectError(f"the test scores are the grader's private state ({private}): run `sudo lab reveal {slug}`")
+    cells = [line.split("\t") for line in private.read_text().splitlines()[1:]]
+    if not any(c[1] == slug for c in cells):
+        raise ProtectError(f"no graded run of '{slug}' in {private}")
+    shown = [c for c in cells if c[1] == slug or c[1] in runs.BASELINE_SLUGS]
+    return [f"{'run_id':24s} {'slug':20s} {'seed':>4s} {'val_bpb':>9s} {'test_bpb':>9s}"] + [
+        f"{run_id:24s} {s:20s} {seed:>4s} {val:>9s} {test:>9s}" for run_id, s, _commit, seed, val, test in shown]
+
+
 # ------------------------------------------------------------------------------------- the caller's side
 
 

@@ -432,3 +432,13 @@ def test_protect_update_refuses_frozen_changes_without_a_meta_journal_entry(P):
     assert proc.returncode == 0 and "updated" in proc.stdout, proc.stderr
     assert "PROBES = 4" in (Path(P.cfg.install) / "src" / "eval.py").read_text()
     P.cfg = protect.config(P.ws)
+
+
+def test_the_human_sees_the_held_out_test_split_with_sudo_lab_reveal(P):
+    table = P.lab_root("reveal", "main").stdout.splitlines()
+    assert table[0].split() == ["run_id", "slug", "seed", "val_bpb", "test_bpb"]
+    runs = {line.split()[0]: line.split() for line in table[1:]}
+    for row in ledger.read(P.cfg.ledger)[0]:
+        if row["slug"] == "main" and row["status"] == "ok":
+            assert runs[row["run_id"]][3] == row["val_bpb"] and 1.0 < float(runs[row["run_id"]][4]) < 9.0
+    assert "test_bpb" not in ledger.HEADER and all("test" not in c for c in ledger.COLUMNS)

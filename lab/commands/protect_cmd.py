@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from lab import protect, runs
+from lab import protect
 from lab.commands.common import fail
 
 
@@ -41,13 +40,8 @@ def reveal(slug: str = typer.Argument(..., help="The experiment whose held-out t
         fail(f"lab reveal: {e}", 2)
     if cfg is None:
         fail("lab reveal: this repository is not protected; the test split is scored only by the protected grader", 2)
-    private = Path(cfg.state) / "private" / "test.tsv"
-    if os.geteuid() != 0:
-        fail(f"lab reveal: the test scores are the grader's private state ({private}): run `sudo lab reveal {slug}`", 2)
-    lines = [line.split("\t") for line in private.read_text().splitlines()[1:]]
-    shown = [c for c in lines if c[1] == slug or c[1] in runs.BASELINE_SLUGS]
-    if not any(c[1] == slug for c in lines):
-        fail(f"lab reveal: no graded run of '{slug}' in {private}", 1)
-    typer.echo(f"{'run_id':24s} {'slug':20s} {'seed':>4s} {'val_bpb':>9s} {'test_bpb':>9s}")
-    for run_id, s, _commit, seed, val, test in shown:
-        typer.echo(f"{run_id:24s} {s:20s} {seed:>4s} {val:>9s} {test:>9s}")
+    try:
+        lines = protect.test_scores(cfg, slug)
+    except protect.ProtectError as e:
+        fail(f"lab reveal: {e}", 2)
+    typer.echo("\n".join(lines))

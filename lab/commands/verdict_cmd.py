@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -136,3 +137,10 @@ def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effe
         fail(f"lab merge: {e}")
     typer.echo(f"merged exp/{slug} into main as {commit[:12]}, tagged {tag}. The baseline changed: re-run its seeds "
                "(`lab baseline --seeds 3`) before judging the next experiment; older baseline rows no longer count.")
+    cfg = protect.config(where)
+    if cfg is not None and os.geteuid() == 0:  # the human, with sudo: the held-out test split too
+        typer.echo("held-out test split (the grader's private state; the agent never sees it):")
+        try:
+            typer.echo("\n".join(protect.test_scores(cfg, slug)))
+        except protect.ProtectError as e:
+            typer.echo(f"  {e}")
