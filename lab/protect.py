@@ -497,4 +497,9 @@ def unprotect(root: Path, purge: bool = False) -> str:
         kept = f"the grader's ledger and private test scores stay in {cfg.state} (root's now)"
     if not others:
         subprocess.run(["userdel", cfg.user], capture_output=True)
+    for folder in (INSTALL_ROOT, CONFIG_DIR, CONFIG_DIR.parent) + ((STATE_ROOT,) if purge else ()):
+        try:
+            folder.rmdir()  # only when empty: another repository's protection stays
+        except OSError:
+            pass
     return f"unprotected: sudoers rule, installation and grader user removed; {kept}"

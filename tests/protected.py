@@ -105,3 +105,8 @@ class Protected:
                 leftover.unlink(missing_ok=True)
             for folder in (protect.INSTALL_ROOT / rid, protect.STATE_ROOT / rid):
                 shutil.rmtree(folder, ignore_errors=True)
+            for folder in (protect.INSTALL_ROOT, protect.STATE_ROOT, protect.CONFIG_DIR, protect.CONFIG_DIR.parent):
+                try:
+                    folder.rmdir()  # only when empty: a second run's, or a real protection's, stays
+                except OSError:
+                    pass
