@@ -213,7 +213,10 @@ def grade(cfg: Config, argv: list[str]) -> dict:
     import signal
 
     cmd = ["sudo", "-n", "-u", cfg.user, cfg.grade, *argv]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+    except OSError as e:
+        raise ProtectError(f"cannot run `{' '.join(cmd[:5])}`: {e}") from None
     # a kill meant for this eval goes to sudo, which relays it to the grader: it writes the signed `killed` row
     kept = {sig: signal.signal(sig, lambda signum, _f: proc.send_signal(signum))
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
