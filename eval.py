@@ -38,7 +38,7 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import artifact, files, gitx, jobs, ledger, meta, procs, runs, sandbox, taxonomy
+from lab import artifact, files, gitx, jobs, ledger, meta, procs, protect, runs, sandbox, taxonomy
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, VAL_BYTES = 512, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -53,6 +53,9 @@ PROBES = 3  # re-evaluations and as many causality probes, hidden at random plac
 # (compilation of the bigger preset included) are what bench/gpu.py's harness breakdown measures.
 START_ALLOWANCE_S = 120.0
 CONFIG_CHARS = 120  # train_info.json's config_line, copied to the row's config column
+# The held-out test split the protected grader scores privately: its first 32 KiB, without canaries (the artifact
+# passed them on val). Measured (bench/protect.py): scoring 128 KiB with canaries cost ~40% of a 3-step CPU eval.
+TEST_BYTES = 1 << 15
 
 
 @dataclass
@@ -68,6 +71,15 @@ class Args:
     unsandboxed: bool = False  # train without bubblewrap where it cannot run; the row says sandbox none
     source: Path | None = None  # text corpus for prepare.py; default: this Python's standard library
     workdir: Path = Path(".")  # the checkout (root or worktree) whose train.py is evaluated
+
+
+@dataclass
+class Protected:
+    """How the installed grader (lab/grader.py) evaluates: its own data cache, its commit as the base, the test split."""
+
+    data_dir: Path  # its data cache, built when protection was turned on
+    base: str  # the installed main commit: what a commit's added data is measured against
+    test_bpb: float | None = None  # set once the run is graded: kept in the grader's private state only
 
 
 class RunFailed(Exception):
@@ -130,7 +142,8 @@ def run_train(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, ha
 
 
 @torch.no_grad()
-def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -> tuple[float, int, dict[str, float]]:
+def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str,
+          canaries: bool = True) -> tuple[float, int, dict[str, float]]:
     """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params, seconds of each phase).
 
     The canaries run on one fresh load of the artifact, the metric on another. The scoring pass also
@@ -140,7 +153,8 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -
     """
     started = time.perf_counter()
     try:
-        canary_program, program = artifact.load_fresh(model_pt2), artifact.load_fresh(model_pt2)
+        program = artifact.load_fresh(model_pt2)
+        canary_program = artifact.load_fresh(model_pt2) if canaries else program
         canary_model, model = canary_program.module(), program.module()
     except artifact.RefusedArtifact as e:
         raise RunFailed("invalid", f"model.pt2 refused: {e}")
@@ -189,6 +203,12 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str) -
             raise RunFailed("invalid", f"re-evaluating batch {b} gave {again:.6f} after {first:.6f} "
                                        "(the model is not deterministic: dropout or randomness left in the export?)")
 
+    if not canaries:  # a second split for an artifact that passed them: the plain scoring pass
+        total = count = 0
+        for b in range(-(-n_windows // batch)):
+            chunk, real = batch_at(b * batch)
+            total, count = total + loss_of(logits_of(model, chunk[:, :-1]), chunk, real), count + real * seq_len
+        return total / count / math.log(2), params, {"canaries": 0.0, "grading": time.perf_counter() - started}
     x = batch_at(0)[0][:, :-1]
     base = logits_of(canary_model, x)
     drift = (logits_of(canary_model, x) - base).abs().max().item()
@@ -245,10 +265,11 @@ def new_run_id() -> str:
     return given
 
 
-def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str) -> tuple[dict, dict]:
+def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str,
+             protected: Protected | None = None) -> tuple[dict, dict]:
     """Run and grade; returns the outcome columns and the wall-clock marks of its phases, or raises RunFailed."""
     marks = {"evaluate": time.time()}
-    if not meta.status(root).on:  # the grader and its rules must be main's committed versions
+    if protected is None and not meta.status(root).on:  # the grader and its rules must be main's committed versions
         try:
             checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
             drifted = {where: gitx.drift(path, "main", taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
@@ -259,22 +280,24 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
             raise RunFailed("invalid", f"frozen file(s) differ from main's committed versions: {', '.join(named)}; "
                                        "restore them (`git checkout main -- FILE`) or ask the human for META_MODE")
     try:
-        data_dir, manifest, _ = prepare.build(args.source)
+        data_dir, manifest = (protected.data_dir, prepare.verify(protected.data_dir)) if protected else prepare.build(args.source)[:2]
     except prepare.DataError as e:
         raise RunFailed("invalid", f"data: {e}")
     row["data_sha"] = prepare.data_hash(manifest)[:16]
     marks["data"] = time.time()
-    if not args.smoke and (unclean := jobs.unclean(work)):
+    if not protected and not args.smoke and (unclean := jobs.unclean(work)):
         raise RunFailed("invalid", f"uncommitted changes ({', '.join(unclean[:3])}{' …' if len(unclean) > 3 else ''}): "
                                    "commit first; a real eval trains the commit, not the working copy")
     val = prepare.load_split(data_dir, "val")  # before training: nothing train.py does can reach these bytes
+    test = prepare.load_split(data_dir, "test") if protected else b""
     seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH[device.split(":")[0]])
     hard_limit = row["budget_s"] + START_ALLOWANCE_S
     hard_limit = min(hard_limit, args.hard_limit_s) if args.hard_limit_s else hard_limit
     tree = Path(tempfile.mkdtemp(prefix=f"lab-tree-{row['run_id']}-"))
     try:
         try:  # the commit's tree from git objects (--smoke: the working copy), data-size limits first
-            sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree)
+            sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree,
+                                base=protected.base if protected else "main")
         except sandbox.Refused as e:
             raise RunFailed("invalid", f"refused before training: {e}")
         if not (tree / "train.py").is_file():
@@ -321,8 +344,13 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
                                    f"characters, got {str(config)[:40]!r}")
     val_bpb, params, seconds = grade(model_pt2, val, seq_len, batch, device)
     marks.update(train=info.get("times"), graded=time.time(), **seconds)
-    return {"val_bpb": round(val_bpb, 6), "params": params, "steps": info.get("steps"), "tokens": info.get("tokens"),
-            "train_s": reported, "peak_mem_mb": info.get("peak_mem_mb"), "config": config}, marks
+    if protected:
+        if hashlib.sha256(test).hexdigest() != manifest["sha256"]["test"]:
+            raise RunFailed("invalid", "the test bytes read before training differ from the manifest's sha256")
+        protected.test_bpb = grade(model_pt2, test[:TEST_BYTES], seq_len, batch, device, canaries=False)[0]
+    return {"val_bpb": round(val_bpb, 6), "params": params, "artifact_sha": hashlib.sha256(model_pt2).hexdigest(),
+            "steps": info.get("steps"), "tokens": info.get("tokens"), "train_s": reported,
+            "peak_mem_mb": info.get("peak_mem_mb"), "config": config}, marks
 
 
 def train_command(args: Args, row: dict, tree: Path, data_dir: Path, out_dir: Path, device: str, seq_len: int,
@@ -374,10 +402,23 @@ def record_smoke(root: Path, work: Path, row: dict) -> str:
     return f"smoke failure recorded for {row['commit'][:12]}: fix train.py, commit, smoke again"
 
 
-def summary(row: dict, ledger_note: str) -> str:
+def summary(row: dict, ledger_note: str, mode: str) -> str:
     keys = ("run_id", "status", "reason", "val_bpb", "train_s", "wall_s", "steps", "tokens", "params", "peak_mem_mb", "device")
     lines = [f"{k + ':':13s}{'' if row.get(k) is None else row[k]}" for k in keys] + [f"{'ledger:':13s}{ledger_note}"]
-    return "---\n" + "\n".join(lines) + "\n"
+    return f"---\n{'mode:':13s}{mode}\n" + "\n".join(lines) + "\n"
+
+
+def protected_eval(cfg: protect.Config, args: Args, row: dict) -> dict:
+    """The run graded by the installed grader through sudo: its signed row, or this row as a crash saying why."""
+    argv = ["--commit", row["commit"], "--branch", row["branch"], "--run-id", row["run_id"], "--seed", str(row["seed"]),
+            "--budget-s", str(row["budget_s"]), "--device", args.device, "--label", row["label"]]
+    for flag, value in (("--max-steps", args.max_steps), ("--hard-limit-s", args.hard_limit_s),
+                        ("--pueue-task", row["pueue_task"]), ("--predicted-delta", row["predicted_delta"])):
+        argv += [flag, str(value)] if value is not None else []
+    try:
+        return protect.grade(cfg, argv)
+    except protect.ProtectError as e:
+        return {**row, "status": "crash", "reason": str(e)}
 
 
 def main() -> None:
@@ -407,7 +448,16 @@ def main() -> None:
     row = runs.provenance(root, work, run_id, args.seed, budget, args.max_steps, device,
                           label=os.environ.get("LAB_LABEL", ""), task=(job or {}).get("task"),
                           predicted_delta=(job or {}).get("predicted_delta"))
-    boxed, sandbox_line = (False, "--unsandboxed") if args.unsandboxed else sandbox.available()
+    try:
+        cfg = protect.config(root)
+    except protect.ProtectError as e:
+        die(str(e))
+    if cfg and not args.smoke and args.unsandboxed:
+        die("--unsandboxed: in protected mode the grader always trains in its sandbox")
+    if cfg and not args.smoke and args.source and str(args.source.resolve()) != cfg.source:
+        die(f"--source {args.source}: the protected grader grades on the data it was installed with ({cfg.source or 'its default'})")
+    boxed, sandbox_line = (False, "--unsandboxed") if args.unsandboxed else (
+        (True, "grader") if cfg and not args.smoke else sandbox.available())
     if not boxed and not args.unsandboxed and not args.smoke:
         die(f"{sandbox_line}; a real eval trains in that sandbox: fix it, or pass --unsandboxed (the row says sandbox none)")
     if not boxed and not args.unsandboxed:
@@ -447,15 +497,20 @@ def main() -> None:
         signal.signal(sig, on_signal)
     marks: dict = {}
     try:
-        outcome, marks = evaluate(args, row, work, root, out_dir, device)
-        row.update(status="ok", reason="", **outcome)
+        if cfg and not args.smoke:  # the installed grader trains, grades and signs; its row replaces ours
+            shutil.rmtree(out_dir, ignore_errors=True)  # the run's files are the grader's (its state dir)
+            row = protected_eval(cfg, args, row)
+        else:
+            outcome, marks = evaluate(args, row, work, root, out_dir, device)
+            row.update(status="ok", reason="", **outcome)
     except RunFailed as e:
         row.update(status=e.status, reason=e.reason)
     except Killed as e:
         row.update(status="killed", reason=f"eval.py {e} while running; train.py's process tree was killed")
     blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # the row is written whole, whatever arrives now
-    row["wall_s"] = round(time.time() - started, 1)
+    if not row.get("signature"):  # a signed row is the grader's, byte for byte
+        row["wall_s"] = round(time.time() - started, 1)
     if args.smoke:
         shutil.rmtree(out_dir, ignore_errors=True)
         note = "not written (smoke); " + record_smoke(root, work, row)
@@ -469,7 +524,7 @@ def main() -> None:
             if os.path.lexists(phases):  # train.py's leftover (maybe a link): never written through
                 os.unlink(phases)
             files.write_new(phases, (json.dumps(marks, indent=1) + "\n").encode())
-    sys.stdout.write(summary(row, note))
+    sys.stdout.write(summary(row, note, protect.mode_line(root)))
     sys.stdout.flush()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
     if not args.smoke and not written:

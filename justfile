@@ -117,6 +117,21 @@ plot *ARGS: _ensure-python
 merge SLUG *ARGS: _ensure-python
     "{{ python }}" -m lab.cli merge "$@"
 
+# (human, sudo) protected mode: install the grader as its own user, signed rows, private test split; idempotent
+[group('guard')]
+protect *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli protect "$@"
+
+# (human, sudo) turn protected mode off (the grader's ledger stays unless --purge)
+[group('guard')]
+unprotect *ARGS: _ensure-python
+    "{{ python }}" -m lab.cli unprotect "$@"
+
+# (human, sudo) a slug's held-out test bpb vs val, and the baseline's
+[group('guard')]
+reveal SLUG: _ensure-python
+    "{{ python }}" -m lab.cli reveal "$@"
+
 # git hooks (the guard's pre-commit layer), bubblewrap (root + apt; else says how) and pueue's `lab` group; idempotent
 [group('queue')]
 setup *ARGS: _ensure-python _setup _bwrap

@@ -2,8 +2,8 @@
 
 import typer
 
-from lab.commands import (guard_cmd, idea_cmd, journal_cmd, ledger_cmd, overnight_cmd, queue_cmd, report_cmd,
-                          status_cmd, verdict_cmd, worktree_cmd)
+from lab.commands import (guard_cmd, idea_cmd, journal_cmd, ledger_cmd, overnight_cmd, protect_cmd, queue_cmd,
+                          report_cmd, status_cmd, verdict_cmd, worktree_cmd)
 
 app = typer.Typer(help="lab — the research workspace's tooling. See program.md for the loop.", no_args_is_help=True,
                   add_completion=False)
@@ -30,6 +30,9 @@ app.add_typer(ledger_cmd.app, name="ledger")
 app.command("check")(guard_cmd.check)
 app.command("taxonomy")(guard_cmd.show_taxonomy)
 app.add_typer(guard_cmd.meta_app, name="meta")
+app.command("protect")(protect_cmd.protect_)
+app.command("unprotect")(protect_cmd.unprotect)
+app.command("reveal")(protect_cmd.reveal)
 
 if __name__ == "__main__":
     app()

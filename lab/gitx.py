@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,9 +12,19 @@ class GitError(RuntimeError):
     """A git query failed; the message names the command and the directory."""
 
 
+# Every git call of lab's: replace objects and fsmonitor off (a lying fsmonitor or a `git replace` hid frozen
+# drift); content checks (drift) hash the files themselves, so no filter or skip-worktree bit decides either.
+SAFE = ("-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false")
+SAFE_ENV = {"GIT_NO_REPLACE_OBJECTS": "1"}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, **SAFE_ENV}
+
+
 def git(*args: str, cwd: Path | str) -> str:
     """Run git in `cwd` and return stdout without the trailing newline."""
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(["git", *SAFE, *args], cwd=cwd, capture_output=True, text=True, env=_env())
     if proc.returncode != 0:
         raise GitError(f"`git {' '.join(args)}` failed in {cwd}: {proc.stderr.strip() or proc.returncode}")
     return proc.stdout.rstrip("\n")
@@ -69,8 +81,8 @@ def blobs(specs: list[str], cwd: Path | str = ".") -> list[bytes | None]:
     """Contents of `REV:path` / `:path` specs in one `git cat-file --batch`; None where missing."""
     if not specs:
         return []
-    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=cwd, input="".join(f"{s}\n" for s in specs).encode(),
-                          capture_output=True)
+    proc = subprocess.run(["git", *SAFE, "cat-file", "--batch"], cwd=cwd, input="".join(f"{s}\n" for s in specs).encode(),
+                          capture_output=True, env=_env())
     if proc.returncode != 0:
         raise GitError(f"`git cat-file --batch` failed in {cwd}: {proc.stderr.decode(errors='replace').strip()}")
     out, pos, result = proc.stdout, 0, []
@@ -110,7 +122,22 @@ def commit_changes(commit: str, cwd: Path | str = ".") -> list[tuple[str, bytes 
 
 
 def drift(checkout: Path | str, rev: str, pathspecs: list[str]) -> list[str]:
-    """Paths under `pathspecs` whose working-tree state differs from `rev`, untracked files included."""
-    changed = git("diff", "--name-only", rev, "--", *pathspecs, cwd=checkout).splitlines()
-    new = git("ls-files", "--others", "--exclude-standard", "--", *pathspecs, cwd=checkout).splitlines()
-    return sorted(set(changed + new))
+    """Paths under `pathspecs` whose file on disk differs from `rev`'s blob (by content), or that `rev` lacks."""
+    out = git("ls-tree", "-r", "-z", "--full-tree", rev, "--", *pathspecs, cwd=checkout)
+    committed = {}
+    for record in filter(None, out.split("\0")):
+        meta, _, path = record.partition("\t")
+        committed[path] = meta.split()[2]
+    algo = git("rev-parse", "--show-object-format", cwd=checkout) or "sha1"
+    changed = [p for p, oid in committed.items() if _blob_id(Path(checkout) / p, algo) != oid]
+    new = git("ls-files", "-z", "--others", "--cached", "--exclude-standard", "--", *pathspecs, cwd=checkout).split("\0")
+    return sorted(set(changed) | {p for p in new if p and p not in committed})
+
+
+def _blob_id(path: Path, algo: str) -> str | None:
+    """The object id git would give the file at `path` as it is on disk (no filters); None if absent."""
+    try:
+        data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return hashlib.new(algo, b"blob %d\0" % len(data) + data).hexdigest()

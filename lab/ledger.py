@@ -27,6 +27,8 @@ SCHEMA: dict[str, str] = {
     "eval_sha": "hex?", "prepare_sha": "hex?", "train_sha": "hex?", "data_sha": "hex?",
     "sandbox": "text", "train_wall_s": "float?",  # how eval.py trained (`bwrap 0.8.0` or `none`) and the wall time it measured
     "config": "text",  # train_info.json's config_line: the preset and sizes train.py chose (e.g. `cuda: 12L 768d …`)
+    # protected mode (lab/protect.py): the model.pt2 graded, the installed grader's commit, Ed25519 over the rest
+    "artifact_sha": "hex?", "grader_sha": "hex?", "signature": "sig?",
 }
 COLUMNS = tuple(SCHEMA)
 HEADER = "\t".join(COLUMNS) + "\n"
@@ -93,6 +95,8 @@ def _check_value(kind: str, value: str) -> str | None:
         return f"{value!r} is not a UTC time like 2026-01-31T12:00:00Z"
     if kind == "hex" and not _HEX.fullmatch(value):
         return f"{value!r} is not a lowercase hex hash"
+    if kind == "sig" and not re.fullmatch(r"[0-9a-f]{128}", value):
+        return f"{value!r} is not an Ed25519 signature (128 lowercase hex digits)"
     if kind == "bool" and value not in ("0", "1"):
         return f"{value!r} is not 0 or 1"
     if kind == "status" and value not in STATUSES:
@@ -206,7 +210,7 @@ def _locked_append(path: str | os.PathLike, lines_for) -> None:
 
 _CELL = {  # one pattern per kind, for the fast paths; each accepts a subset of what _check_value accepts
     "id": _ID.pattern, "text": r"[^\t\n\r\\]*(?:\\[\\tnr][^\t\n\r\\]*)*",  # unrolled: much faster than a per-char alternation
-    "hex": r"[0-9a-f]{7,64}", "bool": "[01]", "int": r"-?\d+",
+    "hex": r"[0-9a-f]{7,64}", "sig": r"[0-9a-f]{128}", "bool": "[01]", "int": r"-?\d+",
     "float": _FLOAT.pattern, "status": "|".join(STATUSES),
     # days 29-31 take the slow path, where strptime rejects 2026-02-30
     "time": r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ",

@@ -9,7 +9,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from lab import gitx, history, jobs, ledger, meta, runs, verdicts, worktrees
+from lab import gitx, history, jobs, ledger, meta, protect, runs, verdicts, worktrees
 
 
 class MergeError(RuntimeError):
@@ -39,6 +39,7 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
     if not gitx.git("branch", "--list", branch, cwd=root):
         raise MergeError(f"no branch {branch}: `lab worktrees` lists the experiments")
     rows, _ = ledger.read(ledger.ledger_path(root))
+    rows, _ = protect.verified(root, rows)
     v = verdicts.verdict(rows, slug, min_effect=min_effect, train_sha=runs.main_train_sha(root))
     if v.kind != "keep":
         raise MergeError(f"the verdict for {slug} is {v.kind}, and only a keep merges: {v.reason}")

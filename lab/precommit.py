@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script with `python -I -S lab/precommit.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # last: a json.py at the root shadows no standard module
 
 from lab import gitx, guard, meta  # noqa: E402
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ideas, ledger, runs, slugs, verdicts
+from lab import files, ideas, ledger, protect, runs, slugs, verdicts
 
 FOLDER = "9_reports"
 TEMPLATE = "_TEMPLATE.md"
@@ -49,6 +49,9 @@ def write(root: Path, slug: str, now: datetime | None = None,
     rows, problems = ledger.read(results)
     for problem in problems:
         warn(f"warning: {problem} (line left out of the report)")
+    rows, left_out = protect.verified(root, rows)
+    if left_out:
+        warn(f"warning: {left_out}")
     runs_of = [r for r in rows if r["slug"] == slug]
     if not runs_of:
         raise ReportError(f"no runs of '{slug}' in results.tsv: run `just eval` in 5_worktrees/{slug} first")

@@ -41,14 +41,20 @@ def device_column(device: str) -> str:
 def provenance(root: Path, checkout: Path, run_id: str, seed: int, budget_s: float, max_steps: int | None,
                device: str, label: str = "", task: int | None = None, predicted_delta: float | None = None) -> dict:
     """Every column of a run's row that is known before it trains (identity, queue, provenance)."""
-    branch = gitx.branch(checkout)
+    return row_of(run_id, gitx.branch(checkout), gitx.head_commit(checkout), bool(jobs.unclean(checkout)), seed, budget_s,
+                  max_steps, device, label, task, predicted_delta, eval_sha=jobs.file_sha(Path(root) / "eval.py"),
+                  prepare_sha=jobs.file_sha(Path(root) / "prepare.py"), train_sha=jobs.file_sha(Path(checkout) / "train.py"))
+
+
+def row_of(run_id: str, branch: str, commit: str, dirty: bool, seed: int, budget_s: float, max_steps: int | None,
+           device: str, label: str, task: int | None, predicted_delta: float | None, *, eval_sha: str | None,
+           prepare_sha: str | None, train_sha: str | None) -> dict:
+    """The row's columns known before training, from facts given (the protected grader knows them its own way)."""
     return {
-        "run_id": run_id, "time": utc_now(), "slug": slug_of(branch), "branch": branch,
-        "commit": gitx.head_commit(checkout), "dirty": bool(jobs.unclean(checkout)),
+        "run_id": run_id, "time": utc_now(), "slug": slug_of(branch), "branch": branch, "commit": commit, "dirty": dirty,
         "label": label, "pueue_task": task, "predicted_delta": predicted_delta,
         "seed": seed, "budget_s": float(budget_s), "max_steps": max_steps, "device": device_column(device),
-        "host": platform.node(), "eval_sha": jobs.file_sha(Path(root) / "eval.py"),
-        "prepare_sha": jobs.file_sha(Path(root) / "prepare.py"), "train_sha": jobs.file_sha(Path(checkout) / "train.py"),
+        "host": platform.node(), "eval_sha": eval_sha, "prepare_sha": prepare_sha, "train_sha": train_sha,
     }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import gitx, guard, ideas, jobs, ledger, meta, pueue, reports, runs, taxonomy, verdicts, worktrees
+from lab import gitx, guard, ideas, jobs, ledger, meta, protect, pueue, reports, runs, taxonomy, verdicts, worktrees
 
 DIGEST_LIMIT = 4000
 SHOWN_VERDICTS = 12  # newest experiment slugs listed by status and digest
@@ -35,6 +35,7 @@ class Step:
 @dataclass
 class Summary:
     meta: str
+    mode: str  # PROTECTED / UNPROTECTED (lab/protect.py), the first line of status and digest
     ideas: dict[str, int]
     worktrees: list[dict]
     runs: int
@@ -306,6 +307,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
     rows, problems = ledger.read(ledger.ledger_path(root))
     if runs.settle_orphans(root, rows):  # evals that died unseen: their killed rows, once
         rows, problems = ledger.read(ledger.ledger_path(root))
+    rows, left_out = protect.verified(root, rows)  # protected: the grader's rows only
     all_ideas = ideas.all_ideas(root)
     trees = worktrees.list_worktrees(root, ledger_rows=rows)
     counts = {s: 0 for s in ideas.STATUSES}
@@ -313,7 +315,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
         counts[idea.status] = counts.get(idea.status, 0) + 1
     main_sha = runs.main_train_sha(root)
     baseline = baseline_of(rows, main_sha)
-    warnings = warnings_for(root, problems)
+    warnings = warnings_for(root, problems) + ([left_out] if left_out else [])
     recorded = {r["run_id"] for r in rows}
     flying = runs.in_flight(root, recorded)
     verdict_of = verdicts_for(rows, main_sha)
@@ -333,7 +335,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
     for r in flying:
         in_flight[r.get("slug", "")] = in_flight.get(r.get("slug", ""), 0) + 1
     shown = dict(list(verdict_of.items())[:SHOWN_VERDICTS])
-    summary = Summary(meta=meta.status(root).reason, ideas=counts, worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
+    summary = Summary(meta=meta.status(root).reason, mode=protect.mode_line(root), ideas=counts, worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
                       runs=len(rows), latest=[_brief(r) for r in rows[-latest:]], baseline=baseline,
                       best=best_of(verdict_of), in_flight=in_flight, warnings=warnings,
                       verdicts={slug: v.reason for slug, v in shown.items()},
@@ -377,7 +379,7 @@ def digest(root: Path, k: int = 8) -> str:
     """What the agent reads at the start of a cycle, hard-capped at DIGEST_LIMIT characters."""
     s = summarize(root, latest=k)
     problem = (root / "0_docs" / "problem.md").read_text().split("## Task", 1)[-1].split("##", 1)[0]
-    parts = ["# Digest", "Problem: " + " ".join(problem.split())[:300],
+    parts = [s.mode, "# Digest", "Problem: " + " ".join(problem.split())[:300],
              f"Next: {s.next_step}", f"Meta: {s.meta}", first_upper(baseline_line(s.baseline)), first_upper(best_line(s.best))]
     parts += [f"Verdict {slug}: {line[:170]}" for slug, line in s.verdicts.items()]
     if s.proposed_merges:

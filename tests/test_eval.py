@@ -95,7 +95,7 @@ def test_smoke_via_just_checks_everything_and_writes_no_row(workspace, corpus):
     assert proc.returncode == 0, proc.stderr[-2000:]
     block = summary(proc.stdout)
     assert block["status"] == "ok" and float(block["val_bpb"]) > 0
-    assert block["ledger"].startswith("not written (smoke)")
+    assert block["ledger"].startswith("not written (smoke)") and block["mode"].startswith("UNPROTECTED")
     assert (workspace / "results.tsv").read_bytes() == before
     # a clean tree's pass is recorded for its content (code, not notes): the queue's and eval's gates read it
     head = git("rev-parse", "HEAD", cwd=workspace).strip()

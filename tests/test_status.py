@@ -109,7 +109,7 @@ def test_digest_stays_under_4000_characters(workspace, n):
             .replace("title:", f"title: idea {i} " + "with a long title " * 10, 1))
     text = lab(workspace, "digest").stdout
     assert len(text) <= status.DIGEST_LIMIT
-    assert text.startswith("# Digest") and "Next: " in text and "Baseline: val_bpb" in text
+    assert text.startswith("UNPROTECTED: ") and "\n# Digest\n" in text and "Next: " in text and "Baseline: val_bpb" in text
     assert f"Runs: {n} in results.tsv" in text
 
 

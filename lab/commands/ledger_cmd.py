@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ledger
+from lab import gitx, ledger, protect
 
 app = typer.Typer(help="Read and validate the ledger (results.tsv).", no_args_is_help=True)
 
@@ -23,9 +23,14 @@ def check(path: Path | None = typer.Argument(None, help="Ledger file; default: t
     """Validate every line; name the file, line and field of each bad one (exit 1 if any)."""
     target = _path(path)
     rows, problems = ledger.read(target)
+    problems = [str(p) for p in problems]
+    cfg = protect.config(gitx.root_checkout(target.parent)) if path is None else None
+    if cfg is not None:  # protected: every signature, and the mirror against the grader's own ledger
+        problems += protect.check(Path(cfg.repo), target)
     for problem in problems:
-        typer.echo(str(problem), err=True)
-    typer.echo(f"{target}: {len(rows)} valid row(s), {len(problems)} problem(s)")
+        typer.echo(problem, err=True)
+    typer.echo(f"{target}: {len(rows)} valid row(s), {len(problems)} problem(s)"
+               + (f"; verified against the grader's ledger {cfg.ledger}" if cfg else f"; {protect.UNPROTECTED}"))
     raise typer.Exit(1 if problems else 0)
 
 

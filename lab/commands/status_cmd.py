@@ -24,6 +24,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
     if as_json:
         typer.echo(json.dumps(asdict(s) | {"overnight": night}, indent=2))
         return
+    typer.echo(s.mode)
     typer.echo(f"META_MODE {s.meta}")
     typer.echo("ideas: " + ", ".join(f"{n} {k}" for k, n in s.ideas.items() if n) if any(s.ideas.values()) else "ideas: none yet")
     for t in s.worktrees:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas, ledger, pueue, runs, status, verdicts
+from lab import gitx, ideas, ledger, protect, pueue, runs, status, verdicts
 from lab import queue as q
 from lab.commands.common import fail, root
 
@@ -24,6 +25,9 @@ def _rows(where: Path) -> list[dict]:
     rows, problems = ledger.read(ledger.ledger_path(where))
     if problems:
         typer.echo(f"warning: {len(problems)} bad ledger line(s) left out, e.g. {problems[0]} (`lab ledger check`)", err=True)
+    rows, left_out = protect.verified(where, rows)
+    if left_out:
+        typer.echo(f"warning: {left_out}", err=True)
     return rows
 
 
@@ -133,3 +137,10 @@ def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effe
         fail(f"lab merge: {e}")
     typer.echo(f"merged exp/{slug} into main as {commit[:12]}, tagged {tag}. The baseline changed: re-run its seeds "
                "(`lab baseline --seeds 3`) before judging the next experiment; older baseline rows no longer count.")
+    cfg = protect.config(where)
+    if cfg is not None and os.geteuid() == 0:  # the human, with sudo: the held-out test split too
+        typer.echo("held-out test split (the grader's private state; the agent never sees it):")
+        try:
+            typer.echo("\n".join(protect.test_scores(cfg, slug)))
+        except protect.ProtectError as e:
+            typer.echo(f"  {e}")
