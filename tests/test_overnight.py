@@ -374,7 +374,8 @@ def test_session_start_gives_the_digest(workspace):
                                                       "permission_mode": "default", "source": "compact"})
         out = json.loads(proc.stdout)
         assert proc.returncode == 0 and out["hookSpecificOutput"]["hookEventName"] == "SessionStart"
-        assert out["hookSpecificOutput"]["additionalContext"].startswith("# Digest")
+        context = out["hookSpecificOutput"]["additionalContext"].splitlines()
+        assert context[0].startswith("UNPROTECTED: ") and context[1] == "# Digest"  # lab digest: the mode first
 
 
 def test_stop_blocks_only_while_a_window_is_open(workspace):
