@@ -347,7 +347,7 @@ def test_a_poisoned_pycache_changes_nothing_the_installed_check_says(P):
 def test_editing_frozen_files_in_a_worktree_then_evaluating_grades_honestly(P):
     tree = P.ws / "5_worktrees" / "wt-frozen"
     proc = P.sh(f"git worktree add -q -b exp/wt-frozen {tree} && cd {tree} && "
-                f"sed -i 's/^PROBES = 3/PROBES = 0/' eval.py && sed -i 's/lr: float = 2e-3/lr: float = 1e-3/' train.py && "
+                f"sed -i 's/^PROBES = 3/PROBES = 0/' eval.py && sed -i 's/lr=2e-3, warmup_steps=30/lr=1e-3, warmup_steps=30/' train.py && "
                 "git commit -q --no-verify -am 'frozen edits'")
     assert proc.returncode == 0, proc.stderr
     smoke_pass(P, tree)
@@ -375,7 +375,7 @@ def test_git_replace_filters_fsmonitor_and_fake_tools_on_path_reach_nothing_of_t
     evil = (P.ws / "train.py").read_text().replace("def train(cfg: Config) -> None:\n",
                                                    "def train(cfg: Config) -> None:\n    print('REPLACED-TRAIN-RAN')\n")
     (P.base / "evil_train.py").write_text(evil)
-    proc = P.sh(f"git checkout -q -b exp/sneaky && sed -i 's/lr: float = 2e-3/lr: float = 1.5e-3/' train.py && "
+    proc = P.sh(f"git checkout -q -b exp/sneaky && sed -i 's/lr=2e-3, warmup_steps=30/lr=1.5e-3, warmup_steps=30/' train.py && "
                 f"git commit -q --no-verify -am sneaky && "
                 f"git replace $(git rev-parse HEAD:train.py) $(git hash-object -w {P.base}/evil_train.py) && "
                 f"git config filter.spy.smudge \"{spy}\" && git config filter.spy.clean \"{spy}\" && "

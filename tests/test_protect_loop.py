@@ -72,6 +72,6 @@ def ok(proc):
 def tiny_train_as_agent(P: Protected, tree) -> None:
     """The experiment's edit (the worktree's train.py is the tiny one already; halve its learning rate)."""
     text = (tree / "train.py").read_text()
-    assert "lr: float = 2e-3" in text
-    (tree / "train.py").write_text(text.replace("lr: float = 2e-3", "lr: float = 1e-3"))
+    assert "lr=2e-3, warmup_steps=30" in text
+    (tree / "train.py").write_text(text.replace("lr=2e-3, warmup_steps=30", "lr=1e-3, warmup_steps=30"))
     P.chown()
