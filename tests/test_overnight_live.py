@@ -69,7 +69,8 @@ def test_a_short_real_night(workspace, daemon, tmp_path):  # noqa: F811
 
     agents = [c for c in cycles if c["kind"] == "agent"]
     assert (agents[0]["outcome"], agents[0]["exit"]) == ("crash", 3) and agents[1]["outcome"] == "ok"  # restarted
-    assert agents[1]["step"] == "BASELINE" and "3 queued" in agents[1]["progress"]  # queuing runs is progress
+    # main smokes first (the queue's gate), then the same session queues the baseline: queuing runs is progress
+    assert agents[1]["step"] == "SMOKE" and "3 queued" in agents[1]["progress"]
     waits = [c for c in cycles if c["kind"] == "wait"]
     assert waits and all(c["agent"] is None and c["ran"] == "lab wait" and c["step"] == "WAIT" for c in waits)
     base = workspace / window.DIR / n["id"]
