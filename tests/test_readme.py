@@ -40,10 +40,12 @@ def setup_commands(readme: str) -> list[str]:
 
 
 def newcomer_env(tmp: Path) -> dict[str, str]:
-    """This shell's environment as a newcomer's would be: no lab or pueue variables, not inside this .venv."""
+    """This shell's environment as a newcomer's would be: no lab or pueue variables, not inside this .venv, not CI.
+
+    Not CI: a fresh clone has no .cache/agent-clis, and the outer (CI) suite runs those contract tests itself."""
     venv_bin = str(REPO / ".venv" / "bin")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "PUEUE_"))
-           and k not in ("VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "UV_PROJECT_ENVIRONMENT")}
+           and k not in ("CI", "VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "UV_PROJECT_ENVIRONMENT")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     env["TMPDIR"] = str(tmp)  # the nested suite's temp dirs stay inside this test's
     return {**env, **GIT_ENV, NESTED: "1"}
