@@ -32,13 +32,15 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 import tyro
 from loguru import logger
 
 import prepare
-from lab import artifact, files, gitx, jobs, ledger, meta, procs, protect, runs, sandbox, taxonomy
+from lab import files, gitx, jobs, ledger, meta, procs, protect, runs, sandbox, taxonomy
+
+# torch (and lab.artifact, which needs it) is imported by the functions that train or grade, not here: in protected
+# mode this process only hands the run to the installed grader, and importing torch for nothing cost it ~4 s of CPU
+# a run, most of what protection added to a short eval (bench/protect.py).
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, VAL_BYTES = 512, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -99,6 +101,8 @@ def die(message: str) -> None:
 
 
 def resolve_device(device: str) -> str:
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -141,7 +145,6 @@ def run_train(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, ha
     return rc, (tail[-1] if tail else "(no output)"), wall
 
 
-@torch.no_grad()
 def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str,
           canaries: bool = True) -> tuple[float, int, dict[str, float]]:
     """val_bpb of the exported model on `val`, after the canaries; (val_bpb, params, seconds of each phase).
@@ -151,108 +154,114 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str,
     they look like any batch) at places drawn from os.urandom and kept in this process only: no call
     count or order tells a probe from a scored batch.
     """
-    started = time.perf_counter()
-    try:
-        program = artifact.load_fresh(model_pt2)
-        canary_program = artifact.load_fresh(model_pt2) if canaries else program
-        canary_model, model = canary_program.module(), program.module()
-    except artifact.RefusedArtifact as e:
-        raise RunFailed("invalid", f"model.pt2 refused: {e}")
-    except Exception as e:
-        raise RunFailed("invalid", f"model.pt2 could not be loaded as a torch.export program: {type(e).__name__}: {e}")
-    params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
-    data = torch.frombuffer(bytearray(val), dtype=torch.uint8).long()
-    n_windows = (len(data) - 1) // seq_len
-    if n_windows < 1:
-        raise RunFailed("invalid", f"val split has {len(data)} bytes, fewer than one {seq_len}-byte window")
-    starts = torch.arange(n_windows) * seq_len
-    index = starts[:, None] + torch.arange(seq_len + 1)
-    windows = data[index]
+    import torch  # imported here, not at the top: see the note above the imports
+    import torch.nn.functional as F
 
-    def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from lab import artifact
+
+    with torch.no_grad():
+        started = time.perf_counter()
         try:
-            out = model(x.to(device))
+            program = artifact.load_fresh(model_pt2)
+            canary_program = artifact.load_fresh(model_pt2) if canaries else program
+            canary_model, model = canary_program.module(), program.module()
+        except artifact.RefusedArtifact as e:
+            raise RunFailed("invalid", f"model.pt2 refused: {e}")
         except Exception as e:
-            raise RunFailed("invalid", f"model failed on a ({batch}, {seq_len}) int64 batch: {type(e).__name__}: {e}")
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, seq_len, 256):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise RunFailed("invalid", f"model returned {shape}, expected logits of shape ({batch}, {seq_len}, 256)")
-        out = out.float()
-        if not torch.isfinite(out).all():
-            raise RunFailed("invalid", "model returned non-finite logits (nan or inf)")
-        return out
+            raise RunFailed("invalid", f"model.pt2 could not be loaded as a torch.export program: {type(e).__name__}: {e}")
+        params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
+        data = torch.frombuffer(bytearray(val), dtype=torch.uint8).long()
+        n_windows = (len(data) - 1) // seq_len
+        if n_windows < 1:
+            raise RunFailed("invalid", f"val split has {len(data)} bytes, fewer than one {seq_len}-byte window")
+        starts = torch.arange(n_windows) * seq_len
+        index = starts[:, None] + torch.arange(seq_len + 1)
+        windows = data[index]
 
-    def batch_at(i: int) -> tuple[torch.Tensor, int]:
-        """Windows i.. as one exported-shape batch (padded with zeros at the end) and the real count."""
-        chunk = windows[i : i + batch]
-        real = len(chunk)
-        return torch.cat([chunk, chunk.new_zeros(batch - real, seq_len + 1)]), real
+        def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+            try:
+                out = model(x.to(device))
+            except Exception as e:
+                raise RunFailed("invalid", f"model failed on a ({batch}, {seq_len}) int64 batch: {type(e).__name__}: {e}")
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, seq_len, 256):
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise RunFailed("invalid", f"model returned {shape}, expected logits of shape ({batch}, {seq_len}, 256)")
+            out = out.float()
+            if not torch.isfinite(out).all():
+                raise RunFailed("invalid", "model returned non-finite logits (nan or inf)")
+            return out
 
-    def loss_of(logits: torch.Tensor, chunk: torch.Tensor, real: int) -> float:
-        targets = chunk[:real, 1:].to(device)
-        return F.cross_entropy(logits[:real].reshape(-1, 256), targets.reshape(-1), reduction="sum").item()
+        def batch_at(i: int) -> tuple[torch.Tensor, int]:
+            """Windows i.. as one exported-shape batch (padded with zeros at the end) and the real count."""
+            chunk = windows[i : i + batch]
+            real = len(chunk)
+            return torch.cat([chunk, chunk.new_zeros(batch - real, seq_len + 1)]), real
 
-    def check_causal(logits: torch.Tensor, base: torch.Tensor, cut: int) -> None:
-        moved = (logits[:, :cut] - base[:, :cut]).abs().max().item()
-        if moved > PROBE_TOLERANCE * max(1.0, base.abs().max().item()):
-            raise RunFailed("invalid", f"causality probe failed: changing bytes from position {cut} on moved "
-                                       f"logits before it by {moved:.3g} (the model peeks at future bytes)")
+        def loss_of(logits: torch.Tensor, chunk: torch.Tensor, real: int) -> float:
+            targets = chunk[:real, 1:].to(device)
+            return F.cross_entropy(logits[:real].reshape(-1, 256), targets.reshape(-1), reduction="sum").item()
 
-    def check_again(again: float, first: float, b: int) -> None:
-        if not math.isclose(again, first, rel_tol=1e-6, abs_tol=1e-6):
-            raise RunFailed("invalid", f"re-evaluating batch {b} gave {again:.6f} after {first:.6f} "
+        def check_causal(logits: torch.Tensor, base: torch.Tensor, cut: int) -> None:
+            moved = (logits[:, :cut] - base[:, :cut]).abs().max().item()
+            if moved > PROBE_TOLERANCE * max(1.0, base.abs().max().item()):
+                raise RunFailed("invalid", f"causality probe failed: changing bytes from position {cut} on moved "
+                                           f"logits before it by {moved:.3g} (the model peeks at future bytes)")
+
+        def check_again(again: float, first: float, b: int) -> None:
+            if not math.isclose(again, first, rel_tol=1e-6, abs_tol=1e-6):
+                raise RunFailed("invalid", f"re-evaluating batch {b} gave {again:.6f} after {first:.6f} "
+                                           "(the model is not deterministic: dropout or randomness left in the export?)")
+
+        if not canaries:  # a second split for an artifact that passed them: the plain scoring pass
+            total = count = 0
+            for b in range(-(-n_windows // batch)):
+                chunk, real = batch_at(b * batch)
+                total, count = total + loss_of(logits_of(model, chunk[:, :-1]), chunk, real), count + real * seq_len
+            return total / count / math.log(2), params, {"canaries": 0.0, "grading": time.perf_counter() - started}
+        x = batch_at(0)[0][:, :-1]
+        base = logits_of(canary_model, x)
+        drift = (logits_of(canary_model, x) - base).abs().max().item()
+        if drift > PROBE_TOLERANCE * max(1.0, base.abs().max().item()):  # first: randomness would also fail the causality probe
+            raise RunFailed("invalid", f"the same batch twice gave logits {drift:.3g} apart "
                                        "(the model is not deterministic: dropout or randomness left in the export?)")
+        # Causality probe: rewrite every byte from `cut` on; the logits before `cut` must not move.
+        gen = torch.Generator().manual_seed(1234)
+        for cut in sorted({1, seq_len // 3, seq_len // 2, seq_len - 1}):
+            probe = x.clone()
+            probe[:, cut:] = torch.randint(0, 256, (batch, seq_len - cut), generator=gen)
+            check_causal(logits_of(canary_model, probe), base, cut)
 
-    if not canaries:  # a second split for an artifact that passed them: the plain scoring pass
-        total = count = 0
-        for b in range(-(-n_windows // batch)):
+        # The scoring pass, on the other load, with the probes at secret places.
+        canaries_done = time.perf_counter()
+        rng = random.Random(os.urandom(16))
+        n_batches = -(-n_windows // batch)
+        plan: list[tuple[str, int]] = [("score", b) for b in range(n_batches)]
+        for kind in ("again", "causal") * PROBES:
+            at = rng.randint(1, len(plan))
+            plan.insert(at, (kind, rng.choice([b for k, b in plan[:at] if k == "score"])))
+        kept = {b for k, b in plan if k == "causal"}  # batches whose logits a later causality probe compares with
+        losses: dict[int, float] = {}
+        logits_kept: dict[int, torch.Tensor] = {}
+        total, count = 0.0, 0
+        for kind, b in plan:
             chunk, real = batch_at(b * batch)
-            total, count = total + loss_of(logits_of(model, chunk[:, :-1]), chunk, real), count + real * seq_len
-        return total / count / math.log(2), params, {"canaries": 0.0, "grading": time.perf_counter() - started}
-    x = batch_at(0)[0][:, :-1]
-    base = logits_of(canary_model, x)
-    drift = (logits_of(canary_model, x) - base).abs().max().item()
-    if drift > PROBE_TOLERANCE * max(1.0, base.abs().max().item()):  # first: randomness would also fail the causality probe
-        raise RunFailed("invalid", f"the same batch twice gave logits {drift:.3g} apart "
-                                   "(the model is not deterministic: dropout or randomness left in the export?)")
-    # Causality probe: rewrite every byte from `cut` on; the logits before `cut` must not move.
-    gen = torch.Generator().manual_seed(1234)
-    for cut in sorted({1, seq_len // 3, seq_len // 2, seq_len - 1}):
-        probe = x.clone()
-        probe[:, cut:] = torch.randint(0, 256, (batch, seq_len - cut), generator=gen)
-        check_causal(logits_of(canary_model, probe), base, cut)
-
-    # The scoring pass, on the other load, with the probes at secret places.
-    canaries_done = time.perf_counter()
-    rng = random.Random(os.urandom(16))
-    n_batches = -(-n_windows // batch)
-    plan: list[tuple[str, int]] = [("score", b) for b in range(n_batches)]
-    for kind in ("again", "causal") * PROBES:
-        at = rng.randint(1, len(plan))
-        plan.insert(at, (kind, rng.choice([b for k, b in plan[:at] if k == "score"])))
-    kept = {b for k, b in plan if k == "causal"}  # batches whose logits a later causality probe compares with
-    losses: dict[int, float] = {}
-    logits_kept: dict[int, torch.Tensor] = {}
-    total, count = 0.0, 0
-    for kind, b in plan:
-        chunk, real = batch_at(b * batch)
-        if kind == "causal":
-            cut = rng.randint(1, seq_len - 1)
-            probe = chunk[:, :-1].clone()
-            probe[:, cut:] = batch_at(rng.randrange(n_batches) * batch)[0][:, cut:-1].roll(1, dims=0)
-            check_causal(logits_of(model, probe), logits_kept[b], cut)
-            continue
-        logits = logits_of(model, chunk[:, :-1])
-        loss = loss_of(logits, chunk, real)
-        if kind == "again":
-            check_again(loss, losses[b], b)
-            continue
-        losses[b] = loss
-        total, count = total + loss, count + real * seq_len
-        if b in kept:
-            logits_kept[b] = logits
-    seconds = {"canaries": canaries_done - started, "grading": time.perf_counter() - canaries_done}
-    return total / count / math.log(2), params, seconds
+            if kind == "causal":
+                cut = rng.randint(1, seq_len - 1)
+                probe = chunk[:, :-1].clone()
+                probe[:, cut:] = batch_at(rng.randrange(n_batches) * batch)[0][:, cut:-1].roll(1, dims=0)
+                check_causal(logits_of(model, probe), logits_kept[b], cut)
+                continue
+            logits = logits_of(model, chunk[:, :-1])
+            loss = loss_of(logits, chunk, real)
+            if kind == "again":
+                check_again(loss, losses[b], b)
+                continue
+            losses[b] = loss
+            total, count = total + loss, count + real * seq_len
+            if b in kept:
+                logits_kept[b] = logits
+        seconds = {"canaries": canaries_done - started, "grading": time.perf_counter() - canaries_done}
+        return total / count / math.log(2), params, seconds
 
 
 def new_run_id() -> str:
@@ -323,6 +332,8 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
         raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
     if not os.path.lexists(out_dir / "model.pt2"):
         raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
+    from lab import artifact
+
     try:  # regular files only, each read once: a link left in the output directory is never followed
         model_pt2 = artifact.read(out_dir / "model.pt2")
         info = json.loads(artifact.read(out_dir / "train_info.json"))
@@ -411,9 +422,10 @@ def summary(row: dict, ledger_note: str, mode: str) -> str:
 def protected_eval(cfg: protect.Config, args: Args, row: dict) -> dict:
     """The run graded by the installed grader through sudo: its signed row, or this row as a crash saying why."""
     argv = ["--commit", row["commit"], "--branch", row["branch"], "--run-id", row["run_id"], "--seed", str(row["seed"]),
-            "--budget-s", str(row["budget_s"]), "--device", args.device, "--label", row["label"]]
-    for flag, value in (("--max-steps", args.max_steps), ("--hard-limit-s", args.hard_limit_s),
-                        ("--pueue-task", row["pueue_task"]), ("--predicted-delta", row["predicted_delta"])):
+            "--device", args.device, "--label", row["label"]]
+    for flag, value in (("--budget-s", args.budget_s), ("--max-steps", args.max_steps), ("--hard-limit-s", args.hard_limit_s),
+                        ("--pueue-task", row["pueue_task"]), ("--predicted-delta", row["predicted_delta"]),
+                        ("--visible-gpus", os.environ.get("CUDA_VISIBLE_DEVICES"))):
         argv += [flag, str(value)] if value is not None else []
     try:
         return protect.grade(cfg, argv)
@@ -437,7 +449,15 @@ def main() -> None:
         branch = gitx.branch(work)
     except gitx.GitError as e:
         die(str(e))
-    device = resolve_device(args.device)
+    try:
+        cfg = protect.config(root)
+    except protect.ProtectError as e:
+        die(str(e))
+    delegated = cfg is not None and not args.smoke  # the installed grader resolves the device, trains and grades
+    if delegated:  # this row is written only if the grader gives none; nvidia-smi's view of the device is enough for it
+        device = args.device if args.device != "auto" else "cuda" if gpus else "cpu"
+    else:
+        device = resolve_device(args.device)
     budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.DEFAULT_BUDGET_S[device.split(":")[0]])
     results = ledger.ledger_path(root)
     run_id = new_run_id()
@@ -448,16 +468,12 @@ def main() -> None:
     row = runs.provenance(root, work, run_id, args.seed, budget, args.max_steps, device,
                           label=os.environ.get("LAB_LABEL", ""), task=(job or {}).get("task"),
                           predicted_delta=(job or {}).get("predicted_delta"))
-    try:
-        cfg = protect.config(root)
-    except protect.ProtectError as e:
-        die(str(e))
-    if cfg and not args.smoke and args.unsandboxed:
+    if delegated and args.unsandboxed:
         die("--unsandboxed: in protected mode the grader always trains in its sandbox")
-    if cfg and not args.smoke and args.source and str(args.source.resolve()) != cfg.source:
+    if delegated and args.source and str(args.source.resolve()) != cfg.source:
         die(f"--source {args.source}: the protected grader grades on the data it was installed with ({cfg.source or 'its default'})")
     boxed, sandbox_line = (False, "--unsandboxed") if args.unsandboxed else (
-        (True, "grader") if cfg and not args.smoke else sandbox.available())
+        (True, "grader") if delegated else sandbox.available())
     if not boxed and not args.unsandboxed and not args.smoke:
         die(f"{sandbox_line}; a real eval trains in that sandbox: fix it, or pass --unsandboxed (the row says sandbox none)")
     if not boxed and not args.unsandboxed:
@@ -497,7 +513,7 @@ def main() -> None:
         signal.signal(sig, on_signal)
     marks: dict = {}
     try:
-        if cfg and not args.smoke:  # the installed grader trains, grades and signs; its row replaces ours
+        if delegated:  # the installed grader trains, grades and signs; its row replaces ours
             shutil.rmtree(out_dir, ignore_errors=True)  # the run's files are the grader's (its state dir)
             row = protected_eval(cfg, args, row)
         else:

@@ -45,20 +45,23 @@ def options(argv: list[str], out) -> argparse.Namespace:
     p.add_argument("--branch", required=True)
     p.add_argument("--run-id", required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--budget-s", type=float, required=True)
+    p.add_argument("--budget-s", type=float)  # default: the resolved device's (jobs.DEFAULT_BUDGET_S)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--hard-limit-s", type=float)
     p.add_argument("--device", default="auto")
     p.add_argument("--label", default="")
     p.add_argument("--pueue-task", type=int)
     p.add_argument("--predicted-delta", type=float)
+    p.add_argument("--visible-gpus")  # the caller's CUDA_VISIBLE_DEVICES (its pueue slot's GPU): sudo clears it
     a = p.parse_args(argv)
     checks = [(HEX40.fullmatch(a.commit), f"--commit {a.commit!r} is not a full commit id"),
               (ledger._ID.fullmatch(a.run_id) and len(a.run_id) <= 80, f"--run-id {a.run_id!r} is not an identifier"),
               (TEXT.fullmatch(a.branch) and TEXT.fullmatch(a.label), "--branch and --label are one short line each"),
               (re.fullmatch(r"auto|cpu|cuda(:\d+)?", a.device), f"--device {a.device!r}: auto, cpu, cuda or cuda:N"),
-              (0 < a.budget_s <= 86400 and 0 <= a.seed < 1 << 31, "--budget-s in (0, 86400], --seed in [0, 2^31)"),
-              (a.max_steps is None or 0 < a.max_steps < 1 << 31, "--max-steps must be positive")]
+              ((a.budget_s is None or 0 < a.budget_s <= 86400) and 0 <= a.seed < 1 << 31, "--budget-s in (0, 86400], --seed in [0, 2^31)"),
+              (a.max_steps is None or 0 < a.max_steps < 1 << 31, "--max-steps must be positive"),
+              (a.visible_gpus is None or re.fullmatch(r"[A-Za-z0-9,-]{0,400}", a.visible_gpus),
+               f"--visible-gpus {a.visible_gpus!r}: GPU indices or uuids, comma-separated")]
     for ok, message in checks:
         if not ok:
             refuse(out, message)
@@ -75,6 +78,9 @@ def main() -> None:
     logger.add(sys.stderr, format="{time:HH:mm:ss} grade | {message}")
     started = time.time()
     os.environ.update(protect.SAFE_GIT)  # sandbox._git copies os.environ: the wrapper's clean one plus these
+    if a.visible_gpus is not None:  # before torch first touches CUDA (resolve_device)
+        os.environ.update(CUDA_VISIBLE_DEVICES=a.visible_gpus, CUDA_DEVICE_ORDER="PCI_BUS_ID")
+        logger.info(f"CUDA_VISIBLE_DEVICES={a.visible_gpus} (the caller's)")
     tmp = Path(tempfile.mkdtemp(prefix="grade-", dir=Path(cfg.state) / "tmp"))
     try:
         gitdir = protect.object_store(Path(cfg.repo), tmp)
@@ -85,9 +91,10 @@ def main() -> None:
         if a.run_id in ledger.run_ids(book):
             refuse(out, f"run {a.run_id} already has a row in the grader's ledger")
         device = grader_eval.resolve_device(a.device)
+        budget = a.budget_s or jobs.DEFAULT_BUDGET_S[device.split(":")[0]]
         train_blob = subprocess.run(["git", "cat-file", "blob", f"{a.commit}:train.py"], cwd=gitdir, capture_output=True)
         src = Path(cfg.install) / "src"
-        row = runs.row_of(a.run_id, a.branch, a.commit, False, a.seed, a.budget_s, a.max_steps, device, a.label,
+        row = runs.row_of(a.run_id, a.branch, a.commit, False, a.seed, budget, a.max_steps, device, a.label,
                           a.pueue_task, a.predicted_delta, eval_sha=jobs.file_sha(src / "eval.py"),
                           prepare_sha=jobs.file_sha(src / "prepare.py"),
                           train_sha=jobs.short_sha(train_blob.stdout) if train_blob.returncode == 0 else None)
@@ -97,7 +104,7 @@ def main() -> None:
         row["sandbox"] = line
         out_dir = Path(cfg.state) / "runs" / a.run_id
         out_dir.mkdir(parents=True)
-        args = grader_eval.Args(budget_s=a.budget_s, seed=a.seed, device=a.device, max_steps=a.max_steps,
+        args = grader_eval.Args(budget_s=budget, seed=a.seed, device=a.device, max_steps=a.max_steps,
                                 hard_limit_s=a.hard_limit_s, workdir=gitdir)
         grading = grader_eval.Protected(data_dir=Path(cfg.data_dir), base=cfg.commit)
 

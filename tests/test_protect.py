@@ -39,9 +39,12 @@ def P(corpus):
     os.environ.update(safe)  # this process (root) reads the agent's repository too; restored below
     try:
         p.up()
-        for seed in (0, 1):
-            proc = p.as_agent("just", "eval", "--max-steps", "2", "--seed", str(seed))
+        for seed in (0, 1):  # the second as if from pueue slot 0 of a GPU box: sudo clears the variable, eval passes it
+            proc = p.as_agent("just", "eval", "--max-steps", "2", "--seed", str(seed), **({"CUDA_VISIBLE_DEVICES": "0"} if seed else {}))
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+            assert ("grade | CUDA_VISIBLE_DEVICES=0 (the caller's)" in proc.stderr) == bool(seed), proc.stderr[-3000:]
+        # no --budget-s: the grader gives the device it resolved its default budget
+        assert [(r["device"], r["budget_s"]) for r in ledger.read(p.cfg.ledger)[0]] == [("cpu", "60.0")] * 2
         yield p
     finally:
         p.teardown()
@@ -243,12 +246,12 @@ def grade_args(P: Protected, run_id: str) -> list[str]:
     return ["--commit", commit, "--branch", "main", "--run-id", run_id, "--seed", "9", "--budget-s", "5", "--max-steps", "1"]
 
 
-@pytest.mark.parametrize("how", ["extra-argument", "config-argument", "reused-run-id", "unknown-commit"])
+@pytest.mark.parametrize("how", ["extra-argument", "config-argument", "reused-run-id", "unknown-commit", "visible-gpus"])
 def test_the_grader_takes_only_validated_arguments(P, how):
     args = grade_args(P, "sudo-args")
     args = {"extra-argument": args + ["--unsandboxed"], "config-argument": args + ["--config", "/tmp/evil.json"],
             "reused-run-id": grade_args(P, mirror_lines(P)[1].split("\t")[0]),
-            "unknown-commit": ["--commit", "0" * 40, *args[2:]]}[how]
+            "unknown-commit": ["--commit", "0" * 40, *args[2:]], "visible-gpus": args + ["--visible-gpus", "0 $(id)"]}[how]
     before = P.cfg.ledger.read_bytes()
     proc = P.as_agent("sudo", "-n", "-u", P.grader, P.cfg.grade, *args)
     assert proc.returncode == 2 and "error" in json.loads(proc.stdout), proc.stdout + proc.stderr
