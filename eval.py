@@ -2,11 +2,11 @@
 
 Guarantees: train.py runs in its own process (never imported here), in this process group so a
 queue's kill reaches it. A real eval trains the tree of the commit being evaluated (from git
-objects; uncommitted changes are refused) inside a bubblewrap sandbox (lab/sandbox.py: train.bin
+objects; uncommitted changes are refused) inside a bubblewrap sandbox (lab/grader/sandbox.py: train.bin
 only, no network, only the run's output directory writable), and kills it once its wall time, which
 eval measures itself, passes the budget plus START_ALLOWANCE_S. The val bytes are read before
 training starts and checked against the manifest before scoring. The metric is computed here, from
-the exported artifact alone, loaded without running anything from it (lab/artifact.py: plain
+the exported artifact alone, loaded without running anything from it (lab/grader/artifact.py: plain
 tensors, ATen operators, no state), after canaries on one fresh load (right shape, finite logits, no
 peeking at later bytes, same number on re-evaluation) and with more probes hidden at random places
 in the scoring pass on another. Every run appends exactly one row to the ROOT checkout's
@@ -36,9 +36,11 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import files, gitx, jobs, ledger, meta, procs, protect, runs, sandbox, taxonomy
+from lab import files, gitx, jobs, ledger, procs, runs, taxonomy
+from lab.grader import protect, sandbox
+from lab.guard import meta
 
-# torch (and lab.artifact, which needs it) is imported by the functions that train or grade, not here: in protected
+# torch (and lab.grader.artifact, which needs it) is imported by the functions that train or grade, not here: in protected
 # mode this process only hands the run to the installed grader, and importing torch for nothing cost it ~4 s of CPU
 # a run, most of what protection added to a short eval (bench/protect.py).
 
@@ -77,7 +79,7 @@ class Args:
 
 @dataclass
 class Protected:
-    """How the installed grader (lab/grader.py) evaluates: its own data cache, its commit as the base, the test split."""
+    """How the installed grader (lab/grader/grade.py) evaluates: its own data cache, its commit as the base, the test split."""
 
     data_dir: Path  # its data cache, built when protection was turned on
     base: str  # the installed main commit: what a commit's added data is measured against
@@ -157,7 +159,7 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str,
     import torch  # imported here, not at the top: see the note above the imports
     import torch.nn.functional as F
 
-    from lab import artifact
+    from lab.grader import artifact
 
     with torch.no_grad():
         started = time.perf_counter()
@@ -332,7 +334,7 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
         raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
     if not os.path.lexists(out_dir / "model.pt2"):
         raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
-    from lab import artifact
+    from lab.grader import artifact
 
     try:  # regular files only, each read once: a link left in the output directory is never followed
         model_pt2 = artifact.read(out_dir / "model.pt2")
@@ -369,7 +371,7 @@ def train_command(args: Args, row: dict, tree: Path, data_dir: Path, out_dir: Pa
     """train.py's command line and environment: in the sandbox (train.bin only), or as is with --unsandboxed."""
     boxed = row["sandbox"] != "none"
     src, data, out = (sandbox.SRC, sandbox.DATA, sandbox.OUT) if boxed else (str(tree), str(data_dir), str(out_dir))
-    checker = "/grader/typecheck.py" if boxed else str(ROOT / "lab" / "typecheck.py")  # eval's copy, not the tree's
+    checker = "/grader/typecheck.py" if boxed else str(ROOT / "lab" / "grader" / "typecheck.py")  # eval's copy, not the tree's
     typecheck = os.environ.get("LAB_TYPECHECK") == "1"
     cmd = [sys.executable, *([checker] if typecheck else []), f"{src}/train.py", "--data-dir", data, "--out-dir", out,
            "--budget-s", str(row["budget_s"]), "--seed", str(row["seed"]), "--device", device,
@@ -378,7 +380,7 @@ def train_command(args: Args, row: dict, tree: Path, data_dir: Path, out_dir: Pa
     cmd += ["--smoke"] if args.smoke else []
     if not boxed:
         return cmd, {**os.environ, "PYTHONUNBUFFERED": "1"}
-    files = {checker: ROOT / "lab" / "typecheck.py"} if typecheck else {}
+    files = {checker: ROOT / "lab" / "grader" / "typecheck.py"} if typecheck else {}
     return sandbox.command(cmd, tree=tree, train_bin=data_dir / "train.bin", out_dir=out_dir, device=device,
                            files=files), sandbox.environment()
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab import ledger, sandbox  # noqa: E402
+from lab import ledger
+from lab.grader import sandbox  # noqa: E402
 
 
 def just(clone: Path, *args: str) -> subprocess.CompletedProcess:

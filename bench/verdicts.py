@@ -1,4 +1,4 @@
-"""Benchmark of the verdict rule (lab/verdicts.py): false keeps on null experiments, power, real runs.
+"""Benchmark of the verdict rule (lab/judge/verdicts.py): false keeps on null experiments, power, real runs.
 
 (a) K simulated null experiments (the change does nothing): val_bpb drawn from the measured noise,
     a 3-seed baseline, the FULL sequential rule (3 seeds, then 5, then 8 when inconclusive). Prints
@@ -35,7 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab import ledger, verdicts  # noqa: E402
+from lab import ledger
+from lab.judge import verdicts  # noqa: E402
 
 DEFAULT_MEAN, DEFAULT_STD = 2.0, 0.01
 BASE_SEEDS = 3

@@ -27,7 +27,7 @@ SCHEMA: dict[str, str] = {
     "eval_sha": "hex?", "prepare_sha": "hex?", "train_sha": "hex?", "data_sha": "hex?",
     "sandbox": "text", "train_wall_s": "float?",  # how eval.py trained (`bwrap 0.8.0` or `none`) and the wall time it measured
     "config": "text",  # train_info.json's config_line: the preset and sizes train.py chose (e.g. `cuda: 12L 768d …`)
-    # protected mode (lab/protect.py): the model.pt2 graded, the installed grader's commit, Ed25519 over the rest
+    # protected mode (lab/grader/protect.py): the model.pt2 graded, the installed grader's commit, Ed25519 over the rest
     "artifact_sha": "hex?", "grader_sha": "hex?", "signature": "sig?",
 }
 COLUMNS = tuple(SCHEMA)

@@ -5,6 +5,6 @@
 case $0 in */*) lab=${0%/*} ;; *) lab=. ;; esac
 py="$lab/../.venv/bin/python"
 [ -x "$py" ] || py=python3
-out=$("$py" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1]); from lab.session_hook import main; sys.exit(main(sys.argv[2:]))' "$lab/.." "$@" 2>/dev/null) || exit 0
+out=$("$py" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1]); from lab.loop.session_hook import main; sys.exit(main(sys.argv[2:]))' "$lab/.." "$@" 2>/dev/null) || exit 0
 [ -n "$out" ] && printf '%s\n' "$out"
 exit 0

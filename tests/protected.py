@@ -46,7 +46,7 @@ class Protected:
         self.up_done = False
 
     def up(self) -> None:
-        from lab import protect
+        from lab.grader import protect
 
         subprocess.run(["useradd", "--create-home", "--home-dir", str(self.home), "--shell", "/bin/sh", self.agent],
                        check=True, capture_output=True)
@@ -60,7 +60,7 @@ class Protected:
         self.chown()
         self.lab_root("protect", "--researcher", self.agent, "--grader-user", self.grader, "--source", str(self.corpus))
         self.up_done = True
-        from lab import protect as p
+        from lab.grader import protect as p
 
         self.cfg = p.config(self.ws)
 
@@ -90,7 +90,7 @@ class Protected:
         return proc
 
     def teardown(self) -> None:
-        from lab import protect
+        from lab.grader import protect
 
         try:
             if protect.config(self.ws) is not None:

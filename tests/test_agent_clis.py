@@ -1,4 +1,4 @@
-"""Contracts with the real agent CLIs, installed from npm at the pinned versions (lab/overnight.py TESTED_CLIS).
+"""Contracts with the real agent CLIs, installed from npm at the pinned versions (lab/loop/overnight.py TESTED_CLIS).
 
 `.ci/run` installs them into `.cache/agent-clis/` (ignored by git; `npm install --prefix .cache/agent-clis
 @anthropic-ai/claude-code@V @openai/codex@V` does it by hand). Checked: the versions; every flag (and
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_env
-from lab import overnight, window
+from lab.loop import overnight, window
 from test_overnight import LAB, hook, night, open_window, stop_payload
 
 CLIS = REPO / ".cache" / "agent-clis" / "node_modules"

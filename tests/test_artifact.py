@@ -1,4 +1,4 @@
-"""lab/artifact.py: model.pt2 is loaded without executing anything from it, or refused with one line.
+"""lab/grader/artifact.py: model.pt2 is loaded without executing anything from it, or refused with one line.
 
 Each attack is real: a payload that writes a marker file when torch unpickles (or sympifies) it, and
 where torch.export.load itself would run it, a positive control shows the marker appearing there
@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lab import artifact
+from lab.grader import artifact
 
 BATCH, SEQ = 2, 8
 

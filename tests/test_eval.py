@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env, tiny_train
-from lab import jobs, ledger, status
+from lab import jobs, ledger
+from lab.loop import status
 
 EARLIER_ROW = {"run_id": "earlier-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "",
                "dirty": 0, "status": "ok", "reason": "", "val_bpb": 2.5, "wall_s": 1.0, "seed": 0, "budget_s": 60.0,

@@ -110,7 +110,7 @@ BASH_ATTEMPTS = [
     ("rm results.tsv", "rm results.tsv", "results.tsv is the ledger"),
     ("sed a results row", "sed -i '2d' results.tsv", "results.tsv is the ledger"),
     ("mv program.md", "mv program.md program.bak", "program.md is FROZEN"),
-    ("chmod a lab module", "chmod 777 lab/guard.py", "lab/guard.py is FROZEN"),
+    ("chmod a lab module", "chmod 777 lab/guard/rules.py", "lab/guard/rules.py is FROZEN"),
     ("git checkout -- results.tsv", "git checkout -- results.tsv", "results.tsv"),
     ("git restore eval.py", "git restore eval.py", "eval.py is FROZEN"),
     ("tee inside bash -c", "bash -c 'tee -a justfile < /dev/null'", "justfile is FROZEN"),

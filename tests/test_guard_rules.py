@@ -1,7 +1,7 @@
-"""Tests for lab/guard.py (the taxonomy's rules over a change set) and lab/meta.py (is META_MODE on?).
+"""Tests for lab/guard/rules.py (the taxonomy's rules over a change set) and lab/guard/meta.py (is META_MODE on?).
 
 What they test, on real bytes (journals, results.tsv rows built with lab.ledger.format_row), no mocks:
-  * each rule of guard.check firing and not firing: frozen, human-only, meta-journal-missing,
+  * each rule of rules.check firing and not firing: frozen, human-only, meta-journal-missing,
     global-off-main (also in META_MODE), append-only (journals), ledger-append-only (results.tsv);
   * journal_problem: new entries on top pass; appended at the bottom, an edited or deleted entry, a changed
     preamble, a bad or older date, deletion fail; creation passes; messages are one line naming the file;
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import guard, ledger, meta
-from lab.guard import Change, check, journal_problem, ledger_problem
+from lab import ledger
+from lab.guard import meta
+from lab.guard.rules import Change, check, journal_problem, ledger_problem, parse_journal
 
 REPO = Path(__file__).resolve().parents[1]
 UNLOCK_WORDS = ("META_MODE=1", "human_journal.md", "meta_journal.md")
@@ -168,7 +169,7 @@ def test_journal_new_entries_on_top_pass() -> None:
 def test_journal_entry_on_top_of_the_real_journals_passes() -> None:
     for name in ("RESEARCH_JOURNAL.md", "human_journal.md", "meta_journal.md"):
         old = (REPO / name).read_bytes()
-        preamble, entries = guard.parse_journal(old)
+        preamble, entries = parse_journal(old)
         assert all(e.when for e in entries), f"{name} has an entry heading without a valid date"
         assert journal_problem(old, preamble + entry("2099-01-01 00:00") + old[len(preamble):]) is None
 
@@ -208,13 +209,13 @@ def test_journal_changes_that_are_not_new_entries_on_top_fail(new: bytes, reason
 
 
 def test_journal_parser_counts_only_lines_starting_with_a_dated_heading() -> None:
-    preamble, entries = guard.parse_journal(OLD_JOURNAL)
+    preamble, entries = parse_journal(OLD_JOURNAL)
     assert preamble == PREAMBLE
     assert [(e.heading, e.when) for e in entries] == [
         ("## 2026-11-23 10:00 \u2014 second", datetime(2026, 11, 23, 10, 0)),
         ("## 2026-11-20 10:00 \u2014 first", datetime(2026, 11, 20, 10, 0))]
     assert b"".join(e.text for e in entries) == OLD_JOURNAL[len(PREAMBLE):]
-    assert guard.parse_journal(b"") == (b"", [])
+    assert parse_journal(b"") == (b"", [])
 
 
 # ---------------------------------------------------------------------------------------- ledger_problem

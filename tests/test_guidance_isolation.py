@@ -50,10 +50,10 @@ def hook(ws: Path, path: str) -> subprocess.CompletedProcess:
 def test_the_hook_ignores_a_poisoned_pycache_and_a_json_py_at_the_root(workspace):
     assert hook(workspace, "eval.py").returncode == 2
     fake = workspace / "fake_guard.py"
-    fake.write_text((workspace / "lab" / "hook.py").read_text().replace("def main(", "def main(*_a, **_k):\n    return 0\n\ndef _real_main("))
-    cache = workspace / "lab" / "__pycache__"
+    fake.write_text((workspace / "lab" / "guard" / "hook.py").read_text().replace("def main(", "def main(*_a, **_k):\n    return 0\n\ndef _real_main("))
+    cache = workspace / "lab" / "guard" / "__pycache__"
     cache.mkdir(exist_ok=True)
-    py_compile.compile(str(fake), cfile=str(cache / "hook.cpython-311.pyc"), dfile=str(workspace / "lab" / "hook.py"),
+    py_compile.compile(str(fake), cfile=str(cache / "hook.cpython-311.pyc"), dfile=str(workspace / "lab" / "guard" / "hook.py"),
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     (workspace / "json.py").write_text("raise SystemExit(0)\n")  # would end the hook with 'allowed' if it were imported
     fake.unlink()

@@ -1,4 +1,4 @@
-"""Tests for lab/ideas.py and `lab idea …` (lab/commands/idea_cmd.py): the idea files of the loop.
+"""Tests for lab/loop/ideas.py and `lab idea …` (lab/commands/idea_cmd.py): the idea files of the loop.
 
 What they test, on real files in a throwaway git checkout of this workspace and real `lab idea` processes
 (`python -m lab.commands.idea_cmd`, no mocks):
@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from conftest import git, make_workspace, run_env
 
-from lab import ideas
+from lab.loop import ideas
 
 TITLE = "Wider MLP (4x -> 6x)"
 

@@ -1,9 +1,9 @@
-"""Tests for `lab journal add` (lab/journal.py) and `lab report SLUG` (lab/reports.py).
+"""Tests for `lab journal add` (lab/loop/journal.py) and `lab report SLUG` (lab/loop/reports.py).
 
 What they test, in real temp workspaces (conftest.make_workspace) with a real `git worktree`, real ledger rows
-(lab.ledger.append) and real idea files (lab.ideas.new), running the commands as subprocesses:
+(lab.ledger.append) and real idea files (lab.loop.ideas.new), running the commands as subprocesses:
   * journal add from the root and from a worktree lands at the top of the ROOT journal; preamble and older
-    entries stay byte-identical (guard.journal_problem passes); body from --body and from stdin;
+    entries stay byte-identical (rules.journal_problem passes); body from --body and from stdin;
   * refusals (missing Observation/Inference, empty, multi-line or long title, empty body, unknown run id,
     clock behind the newest entry): one line on stderr, non-zero exit, journal byte-identical;
   * 8 concurrent `add` processes give 8 entries and a valid journal;
@@ -29,7 +29,10 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, run_env
-from lab import guard, ideas, journal, ledger, reports, runs, verdicts
+from lab import ledger, runs
+from lab.guard import rules
+from lab.judge import verdicts
+from lab.loop import ideas, journal, reports
 
 JOURNAL = "RESEARCH_JOURNAL.md"
 RUN_A, RUN_B, RUN_CRASH = "20261123-110000-abcd", "20261123-111500-0f0f", "20261123-113000-dead"
@@ -110,11 +113,11 @@ def test_add_from_root_and_worktree_lands_on_top_of_root_journal(ws: Path) -> No
     assert second.returncode == 0, second.stderr
     new = path.read_bytes()
 
-    assert guard.journal_problem(original, after_first) is None
-    assert guard.journal_problem(after_first, new) is None
-    assert guard.journal_problem(original, new) is None
-    preamble, entries = guard.parse_journal(new)
-    old_preamble, old_entries = guard.parse_journal(original)
+    assert rules.journal_problem(original, after_first) is None
+    assert rules.journal_problem(after_first, new) is None
+    assert rules.journal_problem(original, new) is None
+    preamble, entries = rules.parse_journal(new)
+    old_preamble, old_entries = rules.parse_journal(original)
     assert preamble == old_preamble
     assert [e.text for e in entries[2:]] == [e.text for e in old_entries]
     assert entries[0].heading.endswith("— from the worktree") and body.encode() in entries[0].text
@@ -181,7 +184,7 @@ def test_add_refuses_a_clock_behind_the_newest_entry(ws: Path) -> None:
     with pytest.raises(journal.JournalError, match="2029-12-31 23:59.*2030-01-01 09:05"):
         journal.add(ws, "earlier", BODY, now=datetime(2029, 12, 31, 23, 59))
     journal.add(ws, "same minute", BODY, now=datetime(2030, 1, 1, 9, 5, 59))  # the same minute is fine
-    assert guard.journal_problem(before, (ws / JOURNAL).read_bytes()) is None
+    assert rules.journal_problem(before, (ws / JOURNAL).read_bytes()) is None
 
 
 def test_add_to_a_journal_without_entries_goes_below_the_preamble(tmp_path: Path) -> None:
@@ -190,7 +193,7 @@ def test_add_to_a_journal_without_entries_goes_below_the_preamble(tmp_path: Path
     journal.add(tmp_path, "first", BODY.replace(RUN_A, "1.50"), now=datetime(2030, 1, 1, 9, 5))
     new = (tmp_path / JOURNAL).read_bytes()
     assert new.startswith(preamble + "## 2030-01-01 09:05 — first\n".encode())
-    assert guard.journal_problem(preamble, new) is None
+    assert rules.journal_problem(preamble, new) is None
 
 
 def test_eight_concurrent_adds_all_land_and_the_journal_stays_valid(ws: Path) -> None:
@@ -202,11 +205,11 @@ def test_eight_concurrent_adds_all_land_and_the_journal_stays_valid(ws: Path) ->
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     new = (ws / JOURNAL).read_bytes()
-    assert guard.journal_problem(original, new) is None
-    _, entries = guard.parse_journal(new)
+    assert rules.journal_problem(original, new) is None
+    _, entries = rules.parse_journal(new)
     titles = sorted(e.heading.split(" — ", 1)[1] for e in entries[:8])
     assert titles == sorted(f"writer {i}" for i in range(8))
-    assert len(entries) == 8 + len(guard.parse_journal(original)[1])
+    assert len(entries) == 8 + len(rules.parse_journal(original)[1])
     assert not [p.name for p in ws.iterdir() if p.name.startswith(f".{JOURNAL}.")]  # no temp file left
 
 

@@ -609,7 +609,7 @@ def test_validated_prefix_cache_never_hides_an_edited_row(tmp_path):
 
 def test_a_ledger_with_an_earlier_header_stays_readable_and_takes_new_rows_without_changing_a_byte(tmp_path):
     """Columns are only added at the end: a 27-column ledger keeps its header and rows; new rows carry every column."""
-    from lab import guard
+    from lab.guard import rules
 
     width = ledger.EARLIER_WIDTHS[0]
     old_row = make_row(run_id="old")
@@ -623,5 +623,5 @@ def test_a_ledger_with_an_earlier_header_stays_readable_and_takes_new_rows_witho
     rows, problems = ledger.read(path)
     assert problems == []
     assert [(r["run_id"], r["sandbox"], r["train_wall_s"]) for r in rows] == [("old", "", ""), ("new", "bwrap 0.8.0", "12.5")]
-    assert guard.ledger_problem(before, after) is None
+    assert rules.ledger_problem(before, after) is None
     assert ledger.read_strict(path)[0] == {**as_text(old_row), "sandbox": "", "train_wall_s": "", "config": ""}

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env, tiny_train
-from lab import ledger, runs, verdicts
+from lab import ledger, runs
+from lab.judge import verdicts
 
 pytestmark = pytest.mark.slow
 AGENT = Path(__file__).with_name("stand_in_agent.py")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env, tiny_train
-from lab import ideas, ledger
+from lab import ledger
+from lab.loop import ideas
 
 pytestmark = pytest.mark.slow
 

@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env
-from lab import guard, ledger, window
+from lab import ledger
+from lab.guard import rules
+from lab.loop import window
 
 LAB = [sys.executable, "-m", "lab.cli"]
 # Appends one row of status $1, wall time $2 (val_bpb $3, seed $4) to the root ledger, as eval.py would for a run: a stand-in for a run.
-ROW = (f"{sys.executable} -c \"import sys; from pathlib import Path; from lab import jobs, ledger, queue, runs; "
+ROW = (f"{sys.executable} -c \"import sys; from pathlib import Path; from lab import jobs, ledger, runs; from lab.queue import queue; "
        "root = Path.cwd(); job = runs.provenance(root, root, jobs.new_run_id(), int((sys.argv[4:] or [0])[0]), 60, None, 'cpu') | {'task': None}; "
        "row = queue.row_for(job, sys.argv[1], 'stand-in row', wall_s=float(sys.argv[2])); "
        "ok = {'val_bpb': float((sys.argv[3:] or [2.5])[0]), 'train_s': 1.0, 'steps': 1, 'tokens': 1, 'params': 1, 'peak_mem_mb': 1.0}; "
@@ -53,7 +55,7 @@ def stopped_for(ws: Path, proc: subprocess.CompletedProcess, rule: str) -> dict:
     n = night(ws)
     assert n["stopped"].startswith(rule), n["stopped"]
     assert f"stopped: {n['stopped']}" in proc.stdout
-    newest = guard.parse_journal((ws / "RESEARCH_JOURNAL.md").read_bytes())[1][0].text.decode()
+    newest = rules.parse_journal((ws / "RESEARCH_JOURNAL.md").read_bytes())[1][0].text.decode()
     assert f"overnight {n['id']}: stopped ({rule})" in newest and n["stopped"] in newest
     assert n["stopped"] in summary(ws, n)
     assert not window.is_open(window.read(ws))
@@ -193,7 +195,7 @@ def test_notes_are_committed_by_the_driver_and_a_failed_commit_goes_to_the_agent
 
 
 def test_codex_jsonl_usage_is_summed():
-    from lab.overnight import usage_of
+    from lab.loop.overnight import usage_of
 
     events = ['{"type":"thread.started","thread_id":"t"}', "plain text",
               '{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":4,"output_tokens":2}}',
@@ -337,7 +339,7 @@ def test_bad_options_say_what_to_fix(workspace):
 
 
 def test_presets_expand():
-    from lab import overnight as core
+    from lab.loop import overnight as core
 
     assert core.expand("claude").startswith("claude -p --output-format json")
     assert core.expand("codex") == "codex exec --json --sandbox danger-full-access -"

@@ -1,4 +1,4 @@
-"""`lab.plot` on constructed ledgers: a valid PNG of fixed size in every case, atomic writes, the frontier.
+"""`lab.judge.plot` on constructed ledgers: a valid PNG of fixed size in every case, atomic writes, the frontier.
 
 Rows go through a real results.tsv (lab.ledger.append, then ledger.read), so the schema is the real one.
 Cost: ~7 s on a 2-core machine (matplotlib, headless; the 3,000-run plot is bounded in CPU seconds, not
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import ledger, plot, runs, status
+from lab import ledger, runs
+from lab.judge import plot
+from lab.loop import status
 
 WIDTH, HEIGHT = int(plot.FIGSIZE[0] * plot.DPI), int(plot.FIGSIZE[1] * plot.DPI)
 START = datetime(2026, 11, 22, 22, 0)
@@ -233,6 +235,6 @@ def test_thousands_of_runs_stay_fast(tmp_path):
 
 
 def test_importing_lab_plot_does_not_import_matplotlib():
-    code = "import sys, lab.plot; assert 'matplotlib' not in sys.modules, 'matplotlib imported at module level'"
+    code = "import sys, lab.judge.plot; assert 'matplotlib' not in sys.modules, 'matplotlib imported at module level'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr

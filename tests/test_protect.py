@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git
-from lab import jobs, ledger, protect
+from lab import jobs, ledger
+from lab.grader import protect
 from protected import Protected, require_root
 
 pytestmark = pytest.mark.slow
@@ -302,7 +303,7 @@ def test_an_eval_py_edited_to_skip_the_grader_writes_only_unsigned_rows(P):
 
 
 def test_a_lab_edited_to_lie_fools_only_its_own_check(P):
-    path = P.ws / "lab" / "protect.py"
+    path = P.ws / "lab" / "grader" / "protect.py"
     text = path.read_text()
     path.write_text(text.replace("    problems = []\n    data = mirror.read_bytes()", "    return []\n    data = b''")
                     .replace('    kept = [r for r in rows if theirs.pop(r["run_id"], None) == r]', "    kept = rows"))
@@ -317,7 +318,7 @@ def test_a_sitecustomize_on_pythonpath_reaches_only_the_caller(P):
     evil.mkdir(exist_ok=True)
     (evil / "sitecustomize.py").write_text(  # eval.py, as the caller, hands back a row the grader never wrote
         f"import sys; sys.path.insert(0, {str(P.ws)!r})\n"
-        "import lab.protect as p\n"
+        "import lab.grader.protect as p\n"
         "from lab import ledger\n"
         "def grade(cfg, argv):\n"
         "    row = dict(ledger.read('results.tsv')[0][-1])\n"
@@ -332,11 +333,11 @@ def test_a_sitecustomize_on_pythonpath_reaches_only_the_caller(P):
 
 def test_a_poisoned_pycache_changes_nothing_the_installed_check_says(P):
     fake = P.base / "protect_fake.py"
-    fake.write_text((P.ws / "lab" / "protect.py").read_text().replace(
+    fake.write_text((P.ws / "lab" / "grader" / "protect.py").read_text().replace(
         '    kept = [r for r in rows if theirs.pop(r["run_id"], None) == r]', "    kept = rows"))
-    target = P.ws / "lab" / "__pycache__" / "protect.cpython-311.pyc"
+    target = P.ws / "lab" / "grader" / "__pycache__" / "protect.cpython-311.pyc"
     target.parent.mkdir(exist_ok=True)
-    py_compile.compile(str(fake), cfile=str(target), dfile=str(P.ws / "lab" / "protect.py"),
+    py_compile.compile(str(fake), cfile=str(target), dfile=str(P.ws / "lab" / "grader" / "protect.py"),
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     P.sh("printf '%s' \"$L\" >> results.tsv", L=forged_line(P))
     P.chown()

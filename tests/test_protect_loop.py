@@ -14,7 +14,8 @@ import shlex
 
 import pytest
 
-from lab import ledger, protect
+from lab import ledger
+from lab.grader import protect
 from protected import Protected, require_root
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""lab/pueue.py and the pueue-facing parts of lab/queue.py, checked against real pueue output.
+"""lab/queue/pueue.py and the pueue-facing parts of lab/queue/queue.py, checked against real pueue output.
 
 The fixtures are captures of real pueue 4.0.4 and 3.4.1 clients (`<name>.cmd/.stdout/.stderr/.rc`, see
 their README.md and SCHEMA.md). They live in tests/fixtures/pueue (vendored from shared/fixtures/pueue without the daemon logs and
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import pueue, queue
+from lab.queue import pueue, queue
 
 HERE = Path(__file__).resolve()
 FIXTURES = HERE.parent / "fixtures" / "pueue"  # vendored from shared/fixtures/pueue, daemon logs and help left out

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
-from lab import ideas, jobs, ledger, pueue, queue, runs
+from lab import jobs, ledger, runs
+from lab.loop import ideas
+from lab.queue import pueue, queue
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pueue"
 Q, H = "does a lower lr help?", "expect -0.02 val_bpb"

@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env, tiny_train
-from lab import ideas, jobs, ledger, procs, pueue, runs
+from lab import jobs, ledger, procs, runs
+from lab.loop import ideas
+from lab.queue import pueue
 from test_queue import H, Q, just, lab, rows_of
 
 HAVE_PUEUE = bool(shutil.which("pueue") and shutil.which("pueued"))

@@ -1,4 +1,4 @@
-"""lab/sandbox.py: the tree eval trains comes from git objects; bwrap shows train.bin and /out, nothing else.
+"""lab/grader/sandbox.py: the tree eval trains comes from git objects; bwrap shows train.bin and /out, nothing else.
 
 Materialisation runs against real throwaway git repositories (replace objects, a smudge filter and
 an fsmonitor hook that would leave markers if git ran them). The sandbox tests run small Python
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git
-from lab import sandbox
+from lab.grader import sandbox
 
 BOXED, LINE = sandbox.available()
 needs_bwrap = pytest.mark.skipif(not BOXED, reason=f"bwrap cannot run here: {LINE}")

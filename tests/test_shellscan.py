@@ -1,4 +1,4 @@
-"""Tests for lab/shellscan.py: which paths a shell command may write, and which hook bypasses it attempts.
+"""Tests for lab/guard/shellscan.py: which paths a shell command may write, and which hook bypasses it attempts.
 
 What they test, as pure function calls (no shell is run, nothing is written):
   * each write construct (redirections, tee, sed -i, cp, mv, rm, ln, chmod, dd, patch, editors, git checkout/
@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from lab import shellscan
-from lab.shellscan import Finding, mentioned_paths, scan
+from lab.guard import shellscan
+from lab.guard.shellscan import Finding, mentioned_paths, scan
 
 W, B = "write", "bypass"
 

@@ -1,4 +1,4 @@
-"""lab/stats.py against published table values (t tables, the normal quantile) and exact identities.
+"""lab/judge/stats.py against published table values (t tables, the normal quantile) and exact identities.
 
 Cost: ~0.1 s, pure Python; fast set. Run: `just test tests/test_stats.py`.
 """
@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from lab import stats
+from lab.judge import stats
 
 
 @pytest.mark.parametrize("q, df, expected", [

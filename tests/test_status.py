@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_env
-from lab import ideas, ledger, runs, status, verdicts
+from lab import ledger, runs
+from lab.judge import verdicts
+from lab.loop import ideas, status
 
 ROW = {"run_id": "r", "time": "2026-11-23T09:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,
        "status": "ok", "reason": "", "val_bpb": 2.50, "wall_s": 10.0, "seed": 0, "budget_s": 300.0, "device": "cuda",

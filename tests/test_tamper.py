@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, run_env, tiny_train
-from lab import jobs, ledger, sandbox
+from lab import jobs, ledger
+from lab.grader import sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sandbox.available()[0], reason="bwrap cannot run here")]
 

@@ -1,4 +1,4 @@
-"""lab/verdicts.py on constructed ledgers, written with ledger.append and read back (the real schema).
+"""lab/judge/verdicts.py on constructed ledgers, written with ledger.append and read back (the real schema).
 
 Cost: ~1.5 s (simulated null experiments included), pure Python, no git; fast set.
 Run: `just test tests/test_verdicts.py`.
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import ledger, verdicts
-from lab.verdicts import NOT_OK, OTHER_KEY, OTHER_TRAIN, REPEATED_SEED, VerdictError
+from lab import ledger
+from lab.judge import verdicts
+from lab.judge.verdicts import NOT_OK, OTHER_KEY, OTHER_TRAIN, REPEATED_SEED, VerdictError
 
 SHAS = {"eval_sha": "e" * 16, "prepare_sha": "a" * 16, "data_sha": "d" * 16}
 MAIN_TRAIN, EXP_TRAIN = "b" * 16, "f" * 16

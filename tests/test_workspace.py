@@ -33,15 +33,16 @@ def test_readme_gives_exactly_two_setup_commands_and_ci_runs_every_test():
 
 
 def tree_entries() -> list[tuple[str, str]]:
-    """(path, class text) for each line of the README's annotated tree; nested lines join their parent."""
-    entries, parent = [], ""
+    """(path, class text) for each line of the README's annotated tree; an indented line joins the folder above it."""
+    entries, parents = [], [""]  # parents[d]: the folder path a line indented by 2*d spaces is in
     for line in readme_block("## The tree").splitlines():
         names, *rest = re.split(r"\s{2,}", line.strip(), maxsplit=2)
-        nested = line.startswith("  ")
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        del parents[depth + 1:]
         for name in names.split(", "):
-            if not nested and name.endswith("/"):
-                parent = name
-            entries.append(((parent if nested else "") + name, rest[0] if rest else ""))
+            entries.append((parents[depth] + name, rest[0] if rest else ""))
+            if name.endswith("/"):
+                parents[depth + 1:] = [parents[depth] + name]
     return entries
 
 

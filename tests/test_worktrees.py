@@ -1,4 +1,4 @@
-"""Tests for lab/worktrees.py and `lab start|worktrees|finish` (lab/commands/worktree_cmd.py).
+"""Tests for lab/loop/worktrees.py and `lab start|worktrees|finish` (lab/commands/worktree_cmd.py).
 
 What they test, in real temp workspaces (conftest.make_workspace: real git, real idea files, real results.tsv):
   * start makes 5_worktrees/{slug} on a new branch exp/{slug} from main, also while the root is on another
@@ -29,9 +29,10 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, run_env
-from lab import ideas, ledger, worktrees
+from lab import ledger
+from lab.loop import ideas, worktrees
 
-pytestmark = pytest.mark.filterwarnings("error::lab.worktrees.WorktreeWarning")
+pytestmark = pytest.mark.filterwarnings("error::lab.loop.worktrees.WorktreeWarning")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, history, meta, taxonomy
+from lab import gitx, taxonomy
+from lab.guard import history, meta
 
 meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
 

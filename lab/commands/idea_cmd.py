@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from lab import ideas
+from lab.loop import ideas
 from lab.commands.common import fail, root
 
 app = typer.Typer(help="Ideas (1_ideas/): propose, critique, rate; the loop's first two steps.", no_args_is_help=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, journal
+from lab import gitx
+from lab.loop import journal
 
 app = typer.Typer(help="The research journal (RESEARCH_JOURNAL.md), newest entry on top.", no_args_is_help=True)
 

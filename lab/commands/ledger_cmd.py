@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ledger, protect
+from lab import gitx, ledger
+from lab.grader import protect
 
 app = typer.Typer(help="Read and validate the ledger (results.tsv).", no_args_is_help=True)
 

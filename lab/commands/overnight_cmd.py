@@ -7,7 +7,7 @@ import signal
 import typer
 
 from lab import gitx
-from lab import overnight as core
+from lab.loop import overnight as core
 from lab.commands.common import fail, root
 
 

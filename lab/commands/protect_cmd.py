@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lab import protect
+from lab.grader import protect
 from lab.commands.common import fail
 
 

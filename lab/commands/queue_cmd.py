@@ -10,8 +10,9 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from lab import gitx, jobs, ledger, pueue
-from lab import queue as core
+from lab import gitx, jobs, ledger
+from lab.queue import pueue
+from lab.queue import queue as core
 from lab.commands.common import fail, root
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas, reports
+from lab import gitx
+from lab.loop import ideas, reports
 
 app = typer.Typer(help="Write an experiment's report, pre-filled from its idea and its runs.", no_args_is_help=True)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, overnight
-from lab import status as core
+from lab import gitx
+from lab.loop import overnight
+from lab.loop import status as core
 from lab.commands.common import fail, root
 
 

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas, ledger, protect, pueue, runs, status, verdicts
-from lab import queue as q
+from lab import gitx, ledger, runs
+from lab.grader import protect
+from lab.judge import verdicts
+from lab.loop import ideas, status
+from lab.queue import pueue
+from lab.queue import queue as q
 from lab.commands.common import fail, root
 
 MIN_EFFECT = typer.Option(0.0, "--min-effect",
@@ -112,7 +116,7 @@ def calibration(as_json: bool = typer.Option(False, "--json")) -> None:
 
 def plot(out: Path = typer.Option(Path("9_reports/progress.png"), "--out", help="Where the PNG goes (relative to the root).")) -> None:
     """Draw every run over time, the baseline band and the best-so-far frontier into a PNG (git ignores it)."""
-    from lab import plot as drawing  # matplotlib only for this command
+    from lab.judge import plot as drawing  # matplotlib only for this command
 
     where = _root()
     path = out if out.is_absolute() else where / out
@@ -128,7 +132,7 @@ def plot(out: Path = typer.Option(Path("9_reports/progress.png"), "--out", help=
 
 def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effect: float = MIN_EFFECT) -> None:
     """Merge exp/SLUG into main (human or meta mode): needs verdict keep and a clean `lab check`; tags the baseline."""
-    from lab import merge as merging
+    from lab.judge import merge as merging
 
     where = _root()
     try:

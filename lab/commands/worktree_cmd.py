@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ideas
-from lab import worktrees as wt  # as wt: `worktrees` names the command below
+from lab import gitx
+from lab.loop import ideas
+from lab.loop import worktrees as wt  # as wt: `worktrees` names the command below
 from lab.commands.common import fail, root
 
 app = typer.Typer(help="Experiment worktrees: start, list, finish.", no_args_is_help=True, add_completion=False)

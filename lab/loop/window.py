@@ -1,7 +1,7 @@
 """The overnight window as the hooks see it: is a night open, and what do the human's new directives say.
 
 `lab overnight` writes `.cache/overnight/window.json` when a night starts and marks it stopped when a
-stop rule fires. The SessionStart/Stop hooks (lab/session_hook.py) read it on every stop: stdlib only.
+stop rule fires. The SessionStart/Stop hooks (lab/loop/session_hook.py) read it on every stop: stdlib only.
 Directives are lines of a human_journal.md entry added after the night started: `STOP` (optionally
 followed by a reason) ends the night; `PAUSE until HH:MM` (or `YYYY-MM-DD HH:MM`) holds it until then.
 """
@@ -14,7 +14,7 @@ import re
 from collections import namedtuple
 from datetime import datetime, timedelta
 
-from lab.guard import parse_journal
+from lab.guard.rules import parse_journal
 
 DIR = os.path.join(".cache", "overnight")
 WINDOW = os.path.join(DIR, "window.json")

@@ -12,7 +12,8 @@ import re
 import shlex
 import sys
 
-from lab import guard, meta, taxonomy
+from lab import taxonomy
+from lab.guard import rules, meta
 
 EDIT_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
 SHELL_TOOLS = {"Bash", "shell", "exec_command", "local_shell", "container.exec"}
@@ -86,8 +87,8 @@ def deny_reasons_for_write(path: str, new: bytes | None | object, meta_on: bool)
         else:
             old = read_bytes(candidate)
             content = (old or b"") + b"\0(content unknown)" if new is UNKNOWN else new
-            change = guard.Change(rel, old, content)
-            reasons += [v.message for v in guard.check([change], branch="main", meta_on=meta_on, require_meta_entry=False)]
+            change = rules.Change(rel, old, content)
+            reasons += [v.message for v in rules.check([change], branch="main", meta_on=meta_on, require_meta_entry=False)]
     return reasons
 
 
@@ -162,7 +163,7 @@ def shell_command(args: dict) -> str:
 
 def shell_reasons(command: str, cwd: str, meta_on: bool) -> list[str]:
     """Why the agent may not run `command` in `cwd`."""
-    from lab import shellscan  # only shell calls need it
+    from lab.guard import shellscan  # only shell calls need it
 
     reasons, findings = [], shellscan.scan(command)
     bases = [cwd] + [os.path.join(cwd, d) for d in re.findall(r"(?:^|[;&|(\s])cd\s+([^\s;&|)]+)", command)]

@@ -9,7 +9,11 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from lab import gitx, history, jobs, ledger, meta, protect, runs, verdicts, worktrees
+from lab import gitx, jobs, ledger, runs
+from lab.grader import protect
+from lab.guard import history, meta
+from lab.judge import verdicts
+from lab.loop import worktrees
 
 
 class MergeError(RuntimeError):

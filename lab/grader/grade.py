@@ -1,4 +1,4 @@
-"""The protected grader's entry point: runs as the grader's user, from its installed copy, through sudo (lab/protect.py).
+"""The protected grader's entry point: runs as the grader's user, from its installed copy, through sudo (lab/grader/protect.py).
 
 It takes only validated options, reads the commit's tree from the repository's git objects through a
 git directory of its own (the repository's config, hooks, replace refs and attributes are never read;
@@ -23,10 +23,11 @@ from pathlib import Path
 
 from loguru import logger
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the installed src/ (python -I leaves it out)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the installed src/ (python -I leaves it out)
 
 import eval as grader_eval  # noqa: E402
-from lab import jobs, ledger, protect, runs, sandbox  # noqa: E402
+from lab import jobs, ledger, runs  # noqa: E402
+from lab.grader import protect, sandbox  # noqa: E402
 
 HEX40 = re.compile(r"[0-9a-f]{40}")
 TEXT = re.compile(r"[^\t\n\r\\\x00]{0,200}")

@@ -17,7 +17,10 @@ from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, pueue, runs, slugs, taxonomy, verdicts, worktrees
+from lab import gitx, jobs, ledger, runs, slugs, taxonomy
+from lab.judge import verdicts
+from lab.loop import worktrees
+from lab.queue import pueue
 
 GROUP = "lab"
 FAILED = {"Killed", "Failed", "FailedToSpawn", "DependencyFailed", "Errored"}

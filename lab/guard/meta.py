@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from collections import namedtuple
 from datetime import datetime, timedelta
 
-from lab.guard import parse_journal
+from lab.guard.rules import parse_journal
 from lab.taxonomy import meta_expiry_hours
 
 JOURNAL = "human_journal.md"

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import gitx, guard, ideas, jobs, ledger, meta, protect, pueue, reports, runs, taxonomy, verdicts, worktrees
+from lab import gitx, jobs, ledger, runs, taxonomy
+from lab.grader import protect
+from lab.guard import rules, meta
+from lab.judge import verdicts
+from lab.loop import ideas, reports, worktrees
+from lab.queue import pueue
 
 DIGEST_LIMIT = 4000
 SHOWN_VERDICTS = 12  # newest experiment slugs listed by status and digest
@@ -35,7 +40,7 @@ class Step:
 @dataclass
 class Summary:
     meta: str
-    mode: str  # PROTECTED / UNPROTECTED (lab/protect.py), the first line of status and digest
+    mode: str  # PROTECTED / UNPROTECTED (lab/grader/protect.py), the first line of status and digest
     ideas: dict[str, int]
     worktrees: list[dict]
     runs: int
@@ -349,7 +354,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
 
 def journaled(root: Path, slugs: list[str]) -> set[str]:
     """Slugs named in a journal entry's heading (`lab next` proposes `SLUG: …` titles)."""
-    headings = [e.heading for e in guard.parse_journal((Path(root) / "RESEARCH_JOURNAL.md").read_bytes())[1]]
+    headings = [e.heading for e in rules.parse_journal((Path(root) / "RESEARCH_JOURNAL.md").read_bytes())[1]]
     return {s for s in slugs if any(f"— {s}:" in h for h in headings)}
 
 
@@ -358,7 +363,7 @@ def _brief(row: dict) -> dict:
 
 
 def journal_titles(root: Path, k: int) -> list[str]:
-    _, entries = guard.parse_journal((root / "RESEARCH_JOURNAL.md").read_bytes())
+    _, entries = rules.parse_journal((root / "RESEARCH_JOURNAL.md").read_bytes())
     return [e.heading.removeprefix("## ") for e in entries[:k]]
 
 

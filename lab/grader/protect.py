@@ -3,7 +3,7 @@
 `sudo lab protect` (run once by the human) installs eval.py, prepare.py and lab/ at main's commit into a
 root-owned place with its own Python environment, creates the grader's user and state (data cache with
 val and test, the authoritative ledger, run artifacts, an Ed25519 key only the grader can read) and a
-sudoers rule that lets the researcher run exactly the grader's entry point (lab/grader.py) as that user.
+sudoers rule that lets the researcher run exactly the grader's entry point (lab/grader/grade.py) as that user.
 From then on a real eval trains and grades there, and results.tsv in the repository is a mirror whose
 rows `lab ledger check` verifies. Where the installation is recorded (CONFIG_DIR) is fixed and
 root-owned: nothing the researcher's user can write says whether the repository is protected.
@@ -312,7 +312,7 @@ def build_env(src: Path, venv: Path) -> None:
 WRAPPER = """#!/bin/sh
 # The grader's one entry point (sudoers allows exactly this file): a clean environment, isolated Python.
 exec /usr/bin/env -i PATH=/usr/bin:/bin HOME={state} LANG=C.UTF-8 LAB_GRADER_CONFIG={config} \\
-    {install}/venv/bin/python -I -B {install}/src/lab/grader.py "$@"
+    {install}/venv/bin/python -I -B {install}/src/lab/grader/grade.py "$@"
 """
 # The installed copy of `lab` (any user): `bin/lab ledger check` verifies with code the agent cannot have edited.
 LAB = """#!/bin/sh

@@ -1,4 +1,4 @@
-"""Run a training script with jaxtyping's runtime shape checks on: `python lab/typecheck.py train.py ARGS…`.
+"""Run a training script with jaxtyping's runtime shape checks on: `python lab/grader/typecheck.py train.py ARGS…`.
 
 Used by `just smoke`: every jaxtyping annotation of the script is checked by beartype while it runs.
 The script must define `main()` (train.py's contract).

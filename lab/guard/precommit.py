@@ -5,22 +5,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script with `python -I -S lab/precommit.py`
-    sys.path.append(str(Path(__file__).resolve().parents[1]))  # last: a json.py at the root shadows no standard module
+if __package__ in (None, ""):  # run as a script with `python -I -S lab/guard/precommit.py`
+    sys.path.append(str(Path(__file__).resolve().parents[2]))  # last: a json.py at the root shadows no standard module
 
-from lab import gitx, guard, meta  # noqa: E402
+from lab import gitx
+from lab.guard import rules, meta  # noqa: E402
 
 
 def main() -> int:
     cwd = Path.cwd()  # git runs hooks at the top of the checkout being committed
     try:
         root, branch = gitx.root_checkout(cwd), gitx.branch(cwd)
-        changes = [guard.Change(*c) for c in gitx.staged_changes(cwd)]
+        changes = [rules.Change(*c) for c in gitx.staged_changes(cwd)]
     except gitx.GitError as e:
         print(f"lab pre-commit: {e}; commit refused", file=sys.stderr)
         return 1
     state = meta.status(root)
-    violations = guard.check(changes, branch=branch, meta_on=state.on)
+    violations = rules.check(changes, branch=branch, meta_on=state.on)
     if not violations:
         return 0
     print(f"lab pre-commit: commit refused on branch {branch} ({len(violations)} problem(s)):", file=sys.stderr)

@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lab import files, gitx, guard, jobs, journal, ledger, procs, runs, status, window
+from lab import files, gitx, jobs, ledger, procs, runs
+from lab.guard import rules
+from lab.loop import journal, status, window
 
 # Headless invocations, flags as each CLI's own --help spells them (tests/test_agent_clis.py holds them to it).
 # claude: the prompt from stdin, one JSON result (tokens, cost) on stdout; tools allowed without asking
@@ -146,7 +148,7 @@ def snapshot(root: Path) -> dict:
     idea_files = {p.name: p.stat().st_mtime_ns for p in (root / "1_ideas").glob("*.md")}
     report_files = [p.name for p in (root / "9_reports").glob("*.md")
                     if not p.name.startswith("_") and not p.name.endswith(REPORT_SUFFIX)]
-    entries = len(guard.parse_journal((root / journal.FILENAME).read_bytes())[1])
+    entries = len(rules.parse_journal((root / journal.FILENAME).read_bytes())[1])
     return {"rows": len(rows), "queued": len(jobs.records(root)), "commits": commits, "ideas": sorted(idea_files.items()),
             "reports": len(report_files), "journal": entries}
 
@@ -506,7 +508,7 @@ def _num(v: float) -> str:
 
 def write_summary(root: Path, night: Night) -> Path:
     """Write (or rewrite) the night's summary and the progress plot beside it."""
-    from lab import plot  # matplotlib: only when a summary is written
+    from lab.judge import plot  # matplotlib: only when a summary is written
 
     rows, _ = ledger.read(ledger.ledger_path(root))
     main_sha = runs.main_train_sha(root)

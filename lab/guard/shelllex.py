@@ -1,4 +1,4 @@
-"""A small shell lexer for lab/shellscan.py: words (quotes removed), operators, redirections,
+"""A small shell lexer for lab/guard/shellscan.py: words (quotes removed), operators, redirections,
 $(…)/backtick substitutions and heredoc bodies. Standard library only: it runs inside the agent hook.
 """
 

@@ -35,7 +35,7 @@ not a new sample; only the newest row per (seed, train.py) counts ("repeated see
 count only with the train.py of its newest comparable row ("other train.py": a fix starts a new
 sample), and with `train_sha`, the baseline's rows only with that train.py (after a merge).
 
-Stdlib only (lab.stats does the numerics): CLI commands import this and must stay fast.
+Stdlib only (lab.judge.stats does the numerics): CLI commands import this and must stay fast.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lab import stats
+from lab.judge import stats
 from lab.runs import BASELINE_SLUGS
 
 COMPARABLE = ("eval_sha", "prepare_sha", "data_sha", "budget_s", "max_steps", "device")

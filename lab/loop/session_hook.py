@@ -1,7 +1,7 @@
 """SessionStart and Stop hooks for Claude Code and Codex: `lab/session_hook.sh session-start|stop claude|codex`.
 
 SessionStart (startup, resume, clear, compact): `lab digest` as the session's added context. Stop: while
-an overnight window is open (lab/window.py) and no stop rule has fired, block the stop once with `lab
+an overnight window is open (lab/loop/window.py) and no stop rule has fired, block the stop once with `lab
 next`'s step; never when the CLI says this stop already follows a block (`stop_hook_active`), when
 the step is WAIT (the driver waits without an agent) or when anything fails. Both CLIs take the same
 output fields here (their schemas: tests/test_agent_clis.py). Stdlib only; `lab` runs as a subprocess.
@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 
-from lab import window
-from lab.hook import find_checkout, root_of
+from lab.loop import window
+from lab.guard.hook import find_checkout, root_of
 
 LAB_TIMEOUT_S = 40  # below the hook timeout in .claude/settings.json and .codex/ (60 s)
 

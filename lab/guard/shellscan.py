@@ -10,7 +10,7 @@ import posixpath
 import re
 from collections import namedtuple
 
-from lab.shelllex import MAX_DEPTH, Tok, Unparseable, lex
+from lab.guard.shelllex import MAX_DEPTH, Tok, Unparseable, lex
 
 
 # kind: "write" | "bypass" | "unparseable"; target: write: the path token as written ("?" = unknown),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab import gitx, guard
+from lab import gitx
+from lab.guard import rules
 
 
 def problems_in(cwd: Path, rev_range: str, branch: str) -> tuple[list[str], list[str]]:
@@ -12,9 +13,9 @@ def problems_in(cwd: Path, rev_range: str, branch: str) -> tuple[list[str], list
     commits = gitx.git("rev-list", "--reverse", rev_range, cwd=cwd).split()
     problems = []
     for commit in commits:
-        changes = [guard.Change(*c) for c in gitx.commit_changes(commit, cwd)]
+        changes = [rules.Change(*c) for c in gitx.commit_changes(commit, cwd)]
         # History keeps no record of meta mode; its evidence is the meta_journal entry the commit adds.
-        evidence = any(c.path == "meta_journal.md" and guard.journal_problem(c.old, c.new) is None for c in changes)
+        evidence = any(c.path == "meta_journal.md" and rules.journal_problem(c.old, c.new) is None for c in changes)
         subject = gitx.git("log", "-1", "--format=%h %s", commit, cwd=cwd)
-        problems += [f"{subject}: [{v.rule}] {v.message}" for v in guard.check(changes, branch=branch, meta_on=evidence)]
+        problems += [f"{subject}: [{v.rule}] {v.message}" for v in rules.check(changes, branch=branch, meta_on=evidence)]
     return commits, problems

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import gitx, ideas, ledger, slugs
+from lab import gitx, ledger, slugs
+from lab.loop import ideas
 
 DIR = "5_worktrees"
 BASE = "main"

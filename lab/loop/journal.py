@@ -8,7 +8,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, guard, ledger, slugs
+from lab import files, ledger, slugs
+from lab.guard import rules
 
 FILENAME = "RESEARCH_JOURNAL.md"
 MAX_TITLE = 120
@@ -48,7 +49,7 @@ def check_body(body: str, root: Path) -> str:
     if missing:
         raise JournalError(f"the body has no {' and no '.join(missing)} part (a line starting with "
                            f"{' / '.join(f'**{m}:**' for m in missing)}): write it as {FORMAT}")
-    if m := guard.HEADING.search(body.encode()):
+    if m := rules.HEADING.search(body.encode()):
         raise JournalError(f"body line {m[0].decode(errors='replace')!r} looks like an entry heading "
                            "(## YYYY-MM-DD HH:MM): drop the '## ' or indent it")
     cited = citations(body)
@@ -87,7 +88,7 @@ def add(root: Path, title: str, body: str, now: datetime | None = None) -> str:
                 when = when.astimezone().replace(tzinfo=None)
             when = when.replace(second=0, microsecond=0)
             entry, new = _insert(old, path, title, body, when)
-            if problem := guard.journal_problem(old, new):
+            if problem := rules.journal_problem(old, new):
                 raise JournalError(f"{path}: the new text would break the journal rule: {problem}")
             files.replace(path, new)
             return entry
@@ -102,7 +103,7 @@ def _inode(path: Path) -> int | None:
 
 def _insert(old: bytes, path: Path, title: str, body: str, when: datetime) -> tuple[str, bytes]:
     """The entry and the journal with it inserted right above the first dated entry."""
-    preamble, entries = guard.parse_journal(old)
+    preamble, entries = rules.parse_journal(old)
     newest = max((e.when for e in entries if e.when), default=None)
     if newest and when < newest:
         raise JournalError(f"the clock says {when:%Y-%m-%d %H:%M}, before the newest entry of {path} "

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ideas, ledger, protect, runs, slugs, verdicts
+from lab import files, ledger, runs, slugs
+from lab.grader import protect
+from lab.judge import verdicts
+from lab.loop import ideas
 
 FOLDER = "9_reports"
 TEMPLATE = "_TEMPLATE.md"

@@ -21,7 +21,8 @@ import statistics
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lab import files, ledger, verdicts
+from lab import files, ledger
+from lab.judge import verdicts
 from lab.runs import BASELINE_SLUGS
 
 FIGSIZE = (12.0, 6.5)  # inches; with DPI a fixed 1440x780 image, whatever the data

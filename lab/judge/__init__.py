@@ -1,0 +1,1 @@
+"""Judging runs: statistics, verdicts against the noise floor, the plot and the merge."""
