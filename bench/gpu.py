@@ -9,7 +9,7 @@ Prints side by side, on a throwaway clone of the committed workspace and the rea
    once through `lab baseline`, their summed tokens/s against the single sandboxed run's.
 3. While time is left, other model sizes (bare train.py, B seconds each): tokens/s and MFU.
 Every compile starts cold (a fresh inductor cache), as it does in the sandbox on every real run.
-It fails loudly without CUDA; `--cpu` runs the same code path on the CPU (tests/test_bench_gpu.py).
+It fails loudly without CUDA; `--cpu` runs the same code path on the CPU (tests/cli/test_bench_gpu.py).
 Run from the root checkout: `uv run python bench/gpu.py [--budget-s 20] [--peak-tflops X]`.
 On the device tool's GPU machine (no uv, no pueue there), bench/gpu_carry.sh prepares what to carry.
 """

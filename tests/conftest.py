@@ -119,3 +119,11 @@ def path_without_pueue(tmp_path: Path) -> str:
             if not name.startswith("pueue") and not (bin_dir / name).exists() and os.access(target, os.X_OK):
                 (bin_dir / name).symlink_to(target)
     return str(bin_dir)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tests/e2e/ holds the slow end-to-end tests only: `just test` (-m "not slow") must never run one."""
+    fast = [item.nodeid for item in items if "/e2e/" in f"/{item.nodeid}" and not item.get_closest_marker("slow")]
+    if fast:
+        raise pytest.UsageError(f"{fast[0]} is under tests/e2e/ but not marked slow: mark it, or move it to tests/cli/")
+

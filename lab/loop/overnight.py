@@ -25,7 +25,7 @@ from lab import files, gitx, jobs, ledger, procs, runs
 from lab.guard import rules
 from lab.loop import journal, status, window
 
-# Headless invocations, flags as each CLI's own --help spells them (tests/test_agent_clis.py holds them to it).
+# Headless invocations, flags as each CLI's own --help spells them (tests/cli/test_agent_clis.py holds them to it).
 # claude: the prompt from stdin, one JSON result (tokens, cost) on stdout; tools allowed without asking
 # (--dangerously-skip-permissions is refused as root); the PreToolUse guard hook still runs on every call.
 # codex: `-` reads the prompt from stdin, --json prints JSONL events (usage per turn); full access because
@@ -35,7 +35,7 @@ PRESETS = {
               "--allowedTools Bash Edit Write Read Glob Grep",
     "codex": "codex exec --json --sandbox danger-full-access -",
 }
-# The CLI releases the contracts are tested against (tests/test_agent_clis.py); .ci/run installs these.
+# The CLI releases the contracts are tested against (tests/cli/test_agent_clis.py); .ci/run installs these.
 TESTED_CLIS = {"@anthropic-ai/claude-code": "2.1.328", "@openai/codex": "0.169.0"}
 LIMIT = re.compile(r"usage limit|rate limit|rate_limit|quota|too many requests|\b429\b|limit reached|try again at",
                    re.IGNORECASE)

@@ -4,7 +4,7 @@ SessionStart (startup, resume, clear, compact): `lab digest` as the session's ad
 an overnight window is open (lab/loop/window.py) and no stop rule has fired, block the stop once with `lab
 next`'s step; never when the CLI says this stop already follows a block (`stop_hook_active`), when
 the step is WAIT (the driver waits without an agent) or when anything fails. Both CLIs take the same
-output fields here (their schemas: tests/test_agent_clis.py). Stdlib only; `lab` runs as a subprocess.
+output fields here (their schemas: tests/cli/test_agent_clis.py). Stdlib only; `lab` runs as a subprocess.
 """
 
 from __future__ import annotations

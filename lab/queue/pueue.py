@@ -13,7 +13,7 @@ import subprocess
 from collections import namedtuple
 from datetime import datetime
 
-TESTED_VERSION = "4.0.4"  # the pueue release tests/test_queue_live.py runs against; .ci/run installs it
+TESTED_VERSION = "4.0.4"  # the pueue release tests/cli/test_queue_live.py runs against; .ci/run installs it
 STATES = ("Queued", "Stashed", "Running", "Paused", "Done", "Locked")
 RESULTS = ("Success", "Failed", "FailedToSpawn", "Killed", "Errored", "DependencyFailed")
 INSTALL = ("install pueue (it provides `pueue` and `pueued`): `cargo install --locked pueue`, a package "

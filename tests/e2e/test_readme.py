@@ -12,7 +12,7 @@ command (.venv from the uv cache, the data cache, 60 s of training, grading; on 
 is 300 s), then the nested fast suite (~3 min). Marked slow, so `just test` never runs
 it and the nested run cannot recurse; a guard variable fails it loudly if the README's test command
 ever did. Needs uv on PATH and the developer's uv cache (UV_CACHE_DIR as set: no cold cache is
-forced; with uv.lock's wheels cached it needs no network). Run: `just test-all tests/test_readme.py`.
+forced; with uv.lock's wheels cached it needs no network). Run: `just test-all tests/e2e/test_readme.py`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def dirty(clone: Path) -> list[str]:
 @pytest.mark.skipif(not shutil.which("uv"), reason="uv not on PATH: the README's set-up needs it")
 def test_the_readmes_two_setup_commands_work_on_a_fresh_clone(tmp_path):
     if os.environ.get(NESTED):
-        pytest.fail("the README's test command ran tests/test_readme.py itself: it would recurse (keep it slow-marked, "
+        pytest.fail("the README's test command ran tests/e2e/test_readme.py itself: it would recurse (keep it slow-marked, "
                     "and the README's test command the fast set)")
     head = git("rev-parse", "HEAD", cwd=REPO).strip()
     clone = tmp_path / "lab"

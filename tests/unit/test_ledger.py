@@ -13,7 +13,7 @@ What they test, against real files, real git repositories and real processes (no
 Cost: about 3 s on a 2-core machine (most of it Python start-up for the 13 subprocesses); fast set; needs `git` (>= 2.31)
 on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
 
-Run:  just test tests/test_ledger.py
+Run:  just test tests/unit/test_ledger.py
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import pytest
 
 from lab import gitx, ledger
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEADER = ledger.HEADER.encode()
 
 

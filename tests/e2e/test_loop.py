@@ -2,7 +2,7 @@
 
 idea → critique (a real --with script) → rate → start → edit train.py → commit → smoke → eval in the
 worktree (the row lands in the root ledger) → journal → report → finish → status/next/digest.
-Cost: ~2 min on a 2-core machine (two small CPU trainings); marked slow. Run: `just test-all tests/test_loop.py`.
+Cost: ~2 min on a 2-core machine (two small CPU trainings); marked slow. Run: `just test-all tests/e2e/test_loop.py`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Rows go through a real results.tsv (lab.ledger.append, then ledger.read), so the schema is the real one.
 Cost: ~7 s on a 2-core machine (matplotlib, headless; the 3,000-run plot is bounded in CPU seconds, not
-wall time); fast set. Run: `just test tests/test_plot.py`.
+wall time); fast set. Run: `just test tests/unit/test_plot.py`.
 """
 
 from __future__ import annotations
@@ -236,5 +236,5 @@ def test_thousands_of_runs_stay_fast(tmp_path):
 
 def test_importing_lab_plot_does_not_import_matplotlib():
     code = "import sys, lab.judge.plot; assert 'matplotlib' not in sys.modules, 'matplotlib imported at module level'"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr

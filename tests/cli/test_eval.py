@@ -2,8 +2,8 @@
 
 Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
 with train.py shrunk to a 1-layer model and committed (a real eval trains the commit, in the bwrap
-sandbox; tests/test_tamper.py attacks it), so a run costs ~10-40 s on 2 cores. The tests that train
-are marked slow: whole file ~7 min on a loaded 2-core box (`just test-all tests/test_eval.py`). Seven
+sandbox; tests/e2e/test_tamper.py attacks it), so a run costs ~10-40 s on 2 cores. The tests that train
+are marked slow: whole file ~7 min on a loaded 2-core box (`just test-all tests/cli/test_eval.py`). Seven
 train nothing and are in the fast set (~60 s: a missing source, a bad run id, the 12 s hard limit, the
 queue's kill, the smoke key, the experiment gate, a foreground eval killed from outside).
 """
@@ -216,7 +216,7 @@ def survivors(pids: list[int], within_s: float = 10.0) -> list[int]:
 
 
 # The two tests below read train.py's host pids from a file outside the workspace, so they run --unsandboxed;
-# tests/test_tamper.py checks the same inside the sandbox (a detached child and a sleeper).
+# tests/e2e/test_tamper.py checks the same inside the sandbox (a detached child and a sleeper).
 def test_hanging_train_is_killed_at_the_hard_limit(workspace, corpus, tmp_path):
     tiny_train(workspace, HANG)
     git("commit", "-qam", "hang", cwd=workspace)

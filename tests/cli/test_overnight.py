@@ -4,7 +4,7 @@ Each test runs the real driver (`python -m lab.cli overnight`) in a temp workspa
 shell commands (no model), and the rows some of them add are appended through lab.ledger the way eval.py
 writes a crash row, standing in for runs. The SessionStart/Stop hooks run through lab/session_hook.sh with
 real payloads. No training, no pueue daemon. Cost: 1-12 s per test (each runs the driver, whose summary
-draws the plot), ~1.5-2.5 min for the file on 2 shared cores. Run: `just test tests/test_overnight.py`.
+draws the plot), ~1.5-2.5 min for the file on 2 shared cores. Run: `just test tests/cli/test_overnight.py`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The queue around pueue, on real checkouts: smoke gate, foreground jobs, run ids into rows, reconciliation.
 
-pueue itself is not needed here (tests/test_queue_live.py drives a real daemon when one is installed):
+pueue itself is not needed here (tests/cli/test_queue_live.py drives a real daemon when one is installed):
 the gate and --foreground run real `just smoke`/`just eval`, and reconciliation reads real pueue
 status output from tests/fixtures/pueue with a run id put into a task's environment.
 
 Cost on a 2-core machine: ~20 s for the 11 tests that train nothing (fast set; the unreadable record
 runs eval.py up to its check); the 2 that train (the gate with foreground jobs, ~2.5 min; the run id
-landing once, ~50 s) are marked slow. Run: `just test tests/test_queue.py`, `just test-all tests/test_queue.py`.
+landing once, ~50 s) are marked slow. Run: `just test tests/cli/test_queue.py`, `just test-all tests/cli/test_queue.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from lab import jobs, ledger, runs
 from lab.loop import ideas
 from lab.queue import pueue, queue
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pueue"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pueue"
 Q, H = "does a lower lr help?", "expect -0.02 val_bpb"
 
 
@@ -41,7 +41,7 @@ def just(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def started(workspace: Path, slug: str = "lower-lr") -> Path:
     """A critiqued idea's worktree with a tiny, committed train.py change."""
     assert lab(workspace, "idea", "new", slug, "--title", "Halve the learning rate").returncode == 0
-    ideas.set_status(workspace, slug, "critiqued")  # the critique's own path is tests/test_ideas.py's
+    ideas.set_status(workspace, slug, "critiqued")  # the critique's own path is tests/cli/test_ideas.py's
     git("add", "1_ideas", cwd=workspace)
     git("commit", "-qm", f"idea: {slug}", cwd=workspace)
     assert lab(workspace, "start", slug).returncode == 0
@@ -172,7 +172,7 @@ def hold_lock_in_another_process(root: Path, run_id: str) -> subprocess.Popen:
     """A process that holds run `run_id`'s lock (as eval.py does) until it is killed."""
     code = ("import sys, time; from lab import jobs; jobs.hold_run_lock(sys.argv[1], sys.argv[2]); "
             "print('held', flush=True); time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(root), run_id], cwd=Path(__file__).parents[1],
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root), run_id], cwd=Path(__file__).parents[2],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "held\n"
     return proc

@@ -1,6 +1,6 @@
 """The guidance layers are not fooled cheaply (issue 13 §6): drift found by content, isolated hook and pre-commit.
 
-Not the security boundary (protected mode is, tests/test_protect.py); these are the cheap tricks that once got
+Not the security boundary (protected mode is, tests/e2e/test_protect.py); these are the cheap tricks that once got
 past every layer: skip-worktree / assume-unchanged / a lying fsmonitor / a clean filter / `git replace`
 hiding a frozen edit from `lab check` and eval's drift check, a poisoned `lab/__pycache__` or an untracked
 `json.py` at the root taking over the hook, and the UNPROTECTED line. Cost: ~15 s (temp workspaces, no training).

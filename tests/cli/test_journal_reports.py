@@ -14,7 +14,7 @@ What they test, in real temp workspaces (conftest.make_workspace) with a real `g
 Cost: about 12 s on a 2-core machine (Python start-up of ~35 subprocesses); fast set; needs `git`, no GPU, no network;
 writes only under pytest's tmp_path.
 
-Run:  just test tests/test_journal_reports.py
+Run:  just test tests/cli/test_journal_reports.py
 """
 
 from __future__ import annotations

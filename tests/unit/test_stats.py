@@ -1,6 +1,6 @@
 """lab/judge/stats.py against published table values (t tables, the normal quantile) and exact identities.
 
-Cost: ~0.1 s, pure Python; fast set. Run: `just test tests/test_stats.py`.
+Cost: ~0.1 s, pure Python; fast set. Run: `just test tests/unit/test_stats.py`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Root only (skipped with one reason otherwise; a failure under CI=1). Protection 
 baseline seeds, idea → critique → rate, a worktree, smoke, eval in the worktree (through the grader), verdict,
 report, journal, status and digest. Every row is signed and verified, `lab ledger check` (the repository's and
 the installed copy) passes, and nothing warns. Cost: ~3 min on 2 CPU cores (3 tiny CPU evals, one smoke).
-Marked slow. Run: `sudo .venv/bin/python -m pytest tests/test_protect_loop.py`.
+Marked slow. Run: `sudo .venv/bin/python -m pytest tests/e2e/test_protect_loop.py`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each test starts a private `pueued` (own config, state and socket in a short temp dir, reached through
 PUEUE_CONFIG_PATH) and stops it after; jobs train train.py's tiny variant (conftest.tiny_train) for a
 step or time budget of seconds. Cost on 2 shared CPU cores: 0.5-2.5 min per test, 4-6 min for the
-six-job one, ~11 min for the file (`uv run pytest tests/test_queue_live.py`). Where `pueue`/`pueued` are not on PATH they skip with the
+six-job one, ~11 min for the file (`uv run pytest tests/cli/test_queue_live.py`). Where `pueue`/`pueued` are not on PATH they skip with the
 reason, except under CI (`CI` set), where that is an error: .ci/run installs the pinned pueue.
 """
 

@@ -11,7 +11,7 @@ What they test, as pure function calls (no shell is run, nothing is written):
 
 Cost: well under a second; no GPU, no network, no git; fast set.
 
-Run:  just test tests/test_shellscan.py
+Run:  just test tests/unit/test_shellscan.py
 """
 
 from __future__ import annotations

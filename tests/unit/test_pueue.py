@@ -7,7 +7,7 @@ Parsers are checked against an independent reading of the raw JSON written here;
 with a real `sh -c` (what pueue runs a task with) and a `pueue` executable that replays a captured answer
 and records the argv it was given (the real client's outputs, not a stand-in daemon).
 No pueue daemon is needed. ~3 s; fast set.
-Run: `just test tests/test_pueue.py`.
+Run: `just test tests/unit/test_pueue.py`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 from lab.queue import pueue, queue
 
 HERE = Path(__file__).resolve()
-FIXTURES = HERE.parent / "fixtures" / "pueue"  # vendored from shared/fixtures/pueue, daemon logs and help left out
+FIXTURES = HERE.parents[1] / "fixtures" / "pueue"  # vendored from shared/fixtures/pueue, daemon logs and help left out
 assert (FIXTURES / "SCHEMA.md").is_file(), f"pueue fixtures missing at {FIXTURES}"
 
 Capture = namedtuple("Capture", "name args stdout stderr rc")

@@ -1,7 +1,7 @@
 """lab/judge/verdicts.py on constructed ledgers, written with ledger.append and read back (the real schema).
 
 Cost: ~1.5 s (simulated null experiments included), pure Python, no git; fast set.
-Run: `just test tests/test_verdicts.py`.
+Run: `just test tests/unit/test_verdicts.py`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ step budget given once, at the first baseline run: baseline seeds, idea, critiqu
 start, edit, commit, smoke, three seeds, verdict, report, journal, finish, and `lab next` moving on.
 It must never loop, never leave a dirty checkout, never mix budgets, and every screen (report,
 status, digest, plot, verdict) must show the one effect size. Cost: ~3-4 min on 2 cores (7 tiny
-CPU trainings, one smoke, one data cache build). Run: `just test-all tests/test_literal_agent.py`.
+CPU trainings, one smoke, one data cache build). Run: `just test-all tests/e2e/test_literal_agent.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lab import ledger, runs
 from lab.judge import verdicts
 
 pytestmark = pytest.mark.slow
-AGENT = Path(__file__).with_name("stand_in_agent.py")
+AGENT = Path(__file__).parents[1] / "stand_in_agent.py"
 
 
 def lab(ws: Path, *args: str) -> str:

@@ -8,7 +8,7 @@ installed `lab ledger check` (bin/lab, code the agent cannot edit) exits non-zer
 or, where the attack forged nothing, the attack itself failed and the check passes.
 
 Cost: ~4-5 min on 2 CPU cores (set-up ~15 s, 8 tiny CPU evals of ~30 s, the rest milliseconds to seconds).
-Marked slow. Run: `sudo .venv/bin/python -m pytest tests/test_protect.py` (CI runs as root).
+Marked slow. Run: `sudo .venv/bin/python -m pytest tests/e2e/test_protect.py` (CI runs as root).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Real temp git workspaces; rows written with lab.ledger, journal entries as text. ~10 s on a 2-core machine
 (Python start-up of the CLI subprocesses); fast set.
-Run: `just test tests/test_status.py`.
+Run: `just test tests/cli/test_status.py`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """prepare.py: deterministic offline corpus, splits by path hash, verified no-op re-runs, loud failures.
 
-Runs on the synthetic corpus from conftest.py; ~2 s in all (fast set). Run: `just test tests/test_prepare.py`.
+Runs on the synthetic corpus from conftest.py; ~2 s in all (fast set). Run: `just test tests/unit/test_prepare.py`.
 """
 
 from __future__ import annotations

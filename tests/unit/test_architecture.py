@@ -1,7 +1,7 @@
 """The architecture, as imports: CLI -> commands -> rooms -> top level, and the guard imports nothing heavy.
 
 Parses every module under lab/ (ast, nothing imported) and checks each `import` against the layer rule.
-Fast: well under a second. Run: `just test tests/test_architecture.py`.
+Fast: well under a second. Run: `just test tests/unit/test_architecture.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "lab"
 ROOMS = ("guard", "loop", "queue", "judge", "grader")
 # What the guard may import besides lab's top level: Python's standard library only (it runs on every tool call).

@@ -10,7 +10,7 @@ an `ok` row (no false alarm). Attacks know the host's real paths (baked into the
 stops them is the sandbox, not ignorance.
 
 Cost: ~20-40 s per case on 2 CPU cores (eval and train start-up dominate), ~10 min for the file.
-Needs bwrap (skips itself otherwise). Run: `just test tests/test_tamper.py`.
+Needs bwrap (skips itself otherwise). Run: `just test tests/e2e/test_tamper.py`.
 """
 
 from __future__ import annotations

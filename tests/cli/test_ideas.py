@@ -16,7 +16,7 @@ Cost: about 15 s for 42 tests on a 2-core machine (a throwaway workspace each, a
 subprocesses); fast set (no test here is marked slow); needs
 `git`, writes only under pytest's tmp_path, needs no GPU and no network.
 
-Run:  just test tests/test_ideas.py
+Run:  just test tests/cli/test_ideas.py
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each attack is real: a payload that writes a marker file when torch unpickles (o
 where torch.export.load itself would run it, a positive control shows the marker appearing there
 and not under artifact.load_fresh. Models are tiny (an embedding and a linear layer), exported in
 this process. Cost: ~20 s on 2 CPU cores (torch.export's first load imports most of it).
-Run: `just test tests/test_artifact.py`.
+Run: `just test tests/unit/test_artifact.py`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ What they test, on real bytes (journals, results.tsv rows built with lab.ledger.
 
 Cost: well under a second (fast set); pure Python, writes only under pytest's tmp_path, no git, no GPU, no network.
 
-Run:  just test tests/test_guard_rules.py
+Run:  just test tests/unit/test_guard_rules.py
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lab import ledger
 from lab.guard import meta
 from lab.guard.rules import Change, check, journal_problem, ledger_problem, parse_journal
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNLOCK_WORDS = ("META_MODE=1", "human_journal.md", "meta_journal.md")
 
 # A journal as the repo writes them: a title, a note, an HTML comment, examples that must not count as entries.

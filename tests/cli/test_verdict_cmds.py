@@ -4,7 +4,7 @@ Ledgers are constructed with lab.ledger (the numbers are chosen so the verdict i
 runs real git on a temp repository. `lab baseline --foreground` trains for real (marked slow).
 
 Cost on a 2-core machine: ~11 s for the 4 fast tests (CLI subprocesses, real git); the baseline's
-smoke and training, ~2 min (slow). Run: `just test tests/test_verdict_cmds.py`, or `just test-all …`.
+smoke and training, ~2 min (slow). Run: `just test tests/cli/test_verdict_cmds.py`, or `just test-all …`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the driver waits on the queue with no agent; the stand-in writes an idea, critiq
 worktree, edits, smokes, queues 3 seeds; the driver waits again; the stand-in writes the verdict's report
 and journal entry and finishes. Then the human's STOP ends the night within one cycle, and the summary's
 counts are the ledger's. Cost: ~6-8 min on 2 shared cores (6 tiny trainings, one smoke, one data cache).
-Skips without pueue, except under CI (as tests/test_queue_live.py).
+Skips without pueue, except under CI (as tests/cli/test_queue_live.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from test_queue_live import HAVE_PUEUE, INSTALL, daemon  # noqa: F401  (the fixt
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not HAVE_PUEUE, reason=f"pueue/pueued not on PATH ({INSTALL})")]
-AGENT = Path(__file__).with_name("stand_in_agent.py")
+AGENT = Path(__file__).parents[1] / "stand_in_agent.py"
 
 
 def test_a_short_real_night(workspace, daemon, tmp_path):  # noqa: F811

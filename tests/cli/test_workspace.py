@@ -1,6 +1,6 @@
 """The workspace as a newcomer meets it: the tree, the README's promises, the justfile, the `lab` CLI.
 
-Cheap (~2 s, fast set): no training. Run: `just test tests/test_workspace.py`.
+Cheap (~2 s, fast set): no training. Run: `just test tests/cli/test_workspace.py`.
 """
 
 from __future__ import annotations

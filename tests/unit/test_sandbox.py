@@ -3,7 +3,7 @@
 Materialisation runs against real throwaway git repositories (replace objects, a smudge filter and
 an fsmonitor hook that would leave markers if git ran them). The sandbox tests run small Python
 probes (no torch) under the real bwrap argv; they skip themselves where bwrap cannot run.
-Cost: ~15 s on 2 CPU cores. Run: `just test tests/test_sandbox.py`.
+Cost: ~15 s on 2 CPU cores. Run: `just test tests/unit/test_sandbox.py`.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def test_the_sandbox_shows_train_bin_and_out_and_nothing_of_the_host(tmp_path, m
     listener.listen()
     monkeypatch.setenv("LAB_PORT", str(listener.getsockname()[1]))  # not in the allow-list: never reaches the sandbox
     monkeypatch.setenv("SECRET_TOKEN", "hunter2")
-    host_paths = [str(tmp_path / "cache" / "val.bin"), str(tmp_path), str(Path.home()), str(Path(__file__).parents[1] / "results.tsv"),
+    host_paths = [str(tmp_path / "cache" / "val.bin"), str(tmp_path), str(Path.home()), str(Path(__file__).parents[2] / "results.tsv"),
                   "/work", f"/proc/{os.getpid()}"]
     proc = boxed(tmp_path, PROBE, *host_paths)
     assert proc.returncode == 0, proc.stderr

@@ -16,7 +16,7 @@ What they test, in real temp workspaces (conftest.make_workspace: real git, real
 Cost: about 10 s on a 2-core machine (most of it Python start-up for ~25 CLI subprocesses); fast set; needs `git`
 (>= 2.31) on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
 
-Run:  just test tests/test_worktrees.py
+Run:  just test tests/cli/test_worktrees.py
 """
 
 from __future__ import annotations
