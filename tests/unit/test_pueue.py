@@ -495,7 +495,7 @@ def test_error_of_keeps_pueues_words(name, says):
 
 
 def test_the_readme_installs_the_pueue_release_the_live_tests_pin():
-    readme = (HERE.parents[1] / "README.md").read_text()
+    readme = (HERE.parents[2] / "README.md").read_text()
     assert f"cargo install --locked pueue --version {pueue.TESTED_VERSION}" in readme
 
 
