@@ -12,10 +12,8 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import gitx, jobs, ledger
+from lab import gitx, jobs, ledger, names
 
-BASELINE = "main"  # the baseline's slug: the root checkout's branch
-BASELINE_SLUGS = ("main", "baseline")  # rows of either are baseline rows
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the ledger's UTC time
 
 
@@ -59,7 +57,7 @@ def row_of(run_id: str, branch: str, commit: str, dirty: bool, seed: int, budget
 
 
 def slug_of(branch: str) -> str:
-    return "detached" if branch == "HEAD" else branch.removeprefix("exp/")
+    return "detached" if branch == "HEAD" else branch.removeprefix(names.EXP)
 
 
 def budget_text(row: dict) -> str:
@@ -95,7 +93,7 @@ def gpu_count() -> int:
 
 def main_train_sha(root: Path) -> str | None:
     """sha of main's committed train.py: baseline rows of any other train.py (before a merge) do not count."""
-    blob = gitx.blobs(["main:train.py"], root)[0]
+    blob = gitx.blobs([f"{names.MAIN}:train.py"], root)[0]
     return jobs.short_sha(blob) if blob is not None else None
 
 
@@ -124,7 +122,7 @@ def next_seeds(rows: list[dict], slug: str, train_sha: str | None, plan: dict, f
     """
     if k < 1:
         raise ValueError(f"--seeds {k}: ask for at least one seed")
-    slugs = BASELINE_SLUGS if slug in BASELINE_SLUGS else (slug,)
+    slugs = names.BASELINE_SLUGS if slug in names.BASELINE_SLUGS else (slug,)
     taken = {int(r["seed"]) for r in rows if r["slug"] in slugs and r["status"] == "ok"
              and r["train_sha"] == train_sha and same_plan(r, plan)}
     taken |= {int(r["seed"]) for r in flying if r.get("slug") in slugs}

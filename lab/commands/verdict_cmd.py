@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ledger, runs
+from lab import gitx, ledger, names, runs
 from lab.grader import protect
 from lab.judge import verdicts
 from lab.loop import ideas, status
@@ -50,7 +50,7 @@ def baseline(
             typer.echo(f"lab baseline: no queue ({e}); running in the foreground", err=True)
             foreground = True
     try:
-        added = q.add(where, runs.BASELINE, question, hypothesis, seeds, None, eval_args or [], foreground)
+        added = q.add(where, names.MAIN, question, hypothesis, seeds, None, eval_args or [], foreground)
     except (q.QueueError, pueue.PueueError, gitx.GitError, ledger.LedgerError, ValueError) as e:
         fail(f"lab baseline: {e}")
     if not foreground:

@@ -17,7 +17,7 @@ from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, runs, slugs, taxonomy
+from lab import gitx, jobs, ledger, names, runs, slugs, taxonomy
 from lab.judge import verdicts
 from lab.loop import worktrees
 from lab.queue import pueue
@@ -53,7 +53,7 @@ def predicted_delta(hypothesis: str) -> float | None:
 
 def checkout_of(root: Path, slug: str) -> Path:
     """The checkout a slug's jobs run in: the root for `main`, else its worktree on exp/SLUG."""
-    if slug == runs.BASELINE:
+    if slug == names.MAIN:
         return Path(root)
     try:
         slugs.check(slug)
@@ -62,7 +62,7 @@ def checkout_of(root: Path, slug: str) -> Path:
     path = worktrees.path_of(root, slug)
     if not (path / ".git").exists():
         raise QueueError(f"no worktree {worktrees.DIR}/{slug}: start it with `lab start {slug}` "
-                         f"(or queue `{runs.BASELINE}` for the baseline)")
+                         f"(or queue `{names.MAIN}` for the baseline)")
     branch = gitx.branch(path)
     if branch != worktrees.branch_of(slug):
         raise QueueError(f"{worktrees.DIR}/{slug} is on {branch!r}, not {worktrees.branch_of(slug)}: "
