@@ -9,17 +9,9 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
 from lab import gitx, jobs, ledger, names
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the ledger's UTC time
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
-
 
 def device_column(device: str) -> str:
     """The row's `device`: 'cpu', or the GPU's name as nvidia-smi gives it (what a comparison must share)."""
@@ -49,7 +41,7 @@ def row_of(run_id: str, branch: str, commit: str, dirty: bool, seed: int, budget
            prepare_sha: str | None, train_sha: str | None) -> dict:
     """The row's columns known before training, from facts given (the protected grader knows them its own way)."""
     return {
-        "run_id": run_id, "time": utc_now(), "slug": slug_of(branch), "branch": branch, "commit": commit, "dirty": dirty,
+        "run_id": run_id, "time": ledger.utc_now(), "slug": slug_of(branch), "branch": branch, "commit": commit, "dirty": dirty,
         "label": label, "pueue_task": task, "predicted_delta": predicted_delta,
         "seed": seed, "budget_s": float(budget_s), "max_steps": max_steps, "device": device_column(device),
         "host": platform.node(), "eval_sha": eval_sha, "prepare_sha": prepare_sha, "train_sha": train_sha,
@@ -141,7 +133,7 @@ def orphans(root: Path, recorded: set[str]) -> list[dict]:
         if r["run_id"] in recorded or jobs.run_alive(root, r["run_id"]):
             continue
         row = {c: r[c] for c in ledger.COLUMNS if c in r}
-        row.update(status="killed", time=utc_now(), wall_s=0.0,
+        row.update(status="killed", time=ledger.utc_now(), wall_s=0.0,
                    reason=f"eval.py (pid {r.get('pid', '?')}) died before writing its row: killed from outside "
                           "(SIGKILL, a tool's timeout, a reboot)")
         out.append(row)
