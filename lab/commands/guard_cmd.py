@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, names, taxonomy
+from lab import gitx, names, tables, taxonomy
 from lab.guard import history, meta
 
 meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
@@ -43,9 +43,8 @@ def check(
 
 def show_taxonomy() -> None:
     """Print the file taxonomy (lab/taxonomy.json): each path's classes."""
-    width = max(map(len, taxonomy.paths()))
-    for pattern, classes in taxonomy.paths().items():
-        typer.echo(f"{pattern:<{width}}  {', '.join(classes)}")
+    for line in tables.aligned([(pattern, ", ".join(classes)) for pattern, classes in taxonomy.paths().items()]):
+        typer.echo(line)
 
 
 @meta_app.command("status")

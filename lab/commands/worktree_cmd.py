@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, names
+from lab import gitx, names, tables
 from lab.loop import ideas
 from lab.loop import worktrees as wt  # as wt: `worktrees` names the command below
 from lab.commands.common import fail, root
@@ -56,9 +56,8 @@ def worktrees() -> None:
     table = [("slug", "branch", "ahead", "dirty", "rows", "path")]
     table += [(t.slug, t.branch, str(t.ahead), "yes" if t.dirty else "no", str(t.rows), _rel(root, t.path))
               for t in trees]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for line in tables.aligned(table):
+        typer.echo(line)
 
 
 @app.command()
