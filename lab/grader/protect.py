@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import ledger, names, taxonomy
+from lab import journal_format, ledger, names, taxonomy
 
 CONFIG_DIR = Path("/etc/lab/protected")  # one root-owned JSON per protected repository
 INSTALL_ROOT, STATE_ROOT, SUDOERS_DIR = Path("/opt/lab-grader"), Path("/var/lib/lab-grader"), Path("/etc/sudoers.d")
@@ -414,10 +414,10 @@ def _sudoers(cfg: Config) -> None:
 def frozen_without_journal(root: Path, old: str, new: str) -> list[str]:
     """Frozen paths changed between `old` and `new` when meta_journal.md gained no entry there; [] if fine."""
     changed = _git(root, "diff", "--name-only", "--no-renames", old, new, "--", *taxonomy.patterns_of("FROZEN")).splitlines()
-    changed = [p for p in changed if p != "meta_journal.md"]
+    changed = [p for p in changed if p != journal_format.META]
     if not changed:
         return []
-    added = [line for line in _git(root, "diff", old, new, "--", "meta_journal.md").splitlines()
+    added = [line for line in _git(root, "diff", old, new, "--", journal_format.META).splitlines()
              if line.startswith("+## ")]
     return [] if added else changed
 
