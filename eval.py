@@ -36,7 +36,7 @@ import tyro
 from loguru import logger
 
 import prepare
-from lab import files, gitx, jobs, ledger, procs, runs, taxonomy
+from lab import files, gitx, jobs, ledger, names, procs, runs, taxonomy
 from lab.grader import protect, sandbox
 from lab.guard import meta
 
@@ -493,7 +493,7 @@ def main() -> None:
             die(f"this run's row would break the ledger schema: {e}")
         if not results.is_file():
             die(f"{results} is missing: restore it with `git checkout -- results.tsv` in {root}")
-        if branch != runs.BASELINE:
+        if branch != names.MAIN:
             smoke_gate(root, work, row["eval_sha"])
         try:
             lock = jobs.hold_run_lock(root, run_id)  # noqa: F841 (held until this process exits: the run is alive)

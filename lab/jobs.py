@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import files, gitx, taxonomy
+from lab import files, gitx, ledger, taxonomy
 
 SMOKE_DIR = Path(".cache") / "smoke"
 QUEUE_DIR = Path(".cache") / "queue"
@@ -94,7 +94,7 @@ def record_smoke(root: Path, key: str, eval_sha: str, train_sha: str, commit: st
     path = Path(root) / SMOKE_DIR / f"{key}.json"
     _write(path, {"key": key, "status": status, "reason": reason, "eval_sha": eval_sha, "train_sha": train_sha,
                   "commit": commit, "wall_s": wall_s,
-                  "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                  "time": ledger.utc_now()})
     return path
 
 

@@ -10,10 +10,11 @@ import math
 import os
 import re
 from collections import namedtuple
-from datetime import datetime
+from datetime import datetime, timezone
 
 
 FILENAME = "results.tsv"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the `time` column, and every UTC time lab records: UTC, to the second
 STATUSES = ("ok", "crash", "timeout", "invalid", "killed")
 
 # Column -> kind. Order is the file's column order; groups: identity, outcome, queue, provenance, grader.
@@ -36,6 +37,12 @@ HEADER = "\t".join(COLUMNS) + "\n"
 # its lines have that width or the current one, and the columns a line lacks read as empty.
 EARLIER_WIDTHS = (27, 29)
 HEADERS = (HEADER, *("\t".join(COLUMNS[:w]) + "\n" for w in EARLIER_WIDTHS))
+
+
+def utc_now(moment: datetime | None = None) -> str:
+    """`moment` (default: now) as the `time` column holds it."""
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(TIME_FORMAT)
+
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -110,7 +117,7 @@ def _check_value(kind: str, value: str) -> str | None:
 
 def _is_utc_time(value: str) -> bool:
     try:
-        return bool(_TIME.fullmatch(value)) and bool(datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
+        return bool(_TIME.fullmatch(value)) and bool(datetime.strptime(value, TIME_FORMAT))
     except ValueError:
         return False
 

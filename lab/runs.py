@@ -9,19 +9,9 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import gitx, jobs, ledger
-
-BASELINE = "main"  # the baseline's slug: the root checkout's branch
-BASELINE_SLUGS = ("main", "baseline")  # rows of either are baseline rows
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the ledger's UTC time
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
-
+from lab import gitx, jobs, ledger, names
 
 def device_column(device: str) -> str:
     """The row's `device`: 'cpu', or the GPU's name as nvidia-smi gives it (what a comparison must share)."""
@@ -51,7 +41,7 @@ def row_of(run_id: str, branch: str, commit: str, dirty: bool, seed: int, budget
            prepare_sha: str | None, train_sha: str | None) -> dict:
     """The row's columns known before training, from facts given (the protected grader knows them its own way)."""
     return {
-        "run_id": run_id, "time": utc_now(), "slug": slug_of(branch), "branch": branch, "commit": commit, "dirty": dirty,
+        "run_id": run_id, "time": ledger.utc_now(), "slug": slug_of(branch), "branch": branch, "commit": commit, "dirty": dirty,
         "label": label, "pueue_task": task, "predicted_delta": predicted_delta,
         "seed": seed, "budget_s": float(budget_s), "max_steps": max_steps, "device": device_column(device),
         "host": platform.node(), "eval_sha": eval_sha, "prepare_sha": prepare_sha, "train_sha": train_sha,
@@ -59,7 +49,7 @@ def row_of(run_id: str, branch: str, commit: str, dirty: bool, seed: int, budget
 
 
 def slug_of(branch: str) -> str:
-    return "detached" if branch == "HEAD" else branch.removeprefix("exp/")
+    return "detached" if branch == "HEAD" else branch.removeprefix(names.EXP)
 
 
 def budget_text(row: dict) -> str:
@@ -95,7 +85,7 @@ def gpu_count() -> int:
 
 def main_train_sha(root: Path) -> str | None:
     """sha of main's committed train.py: baseline rows of any other train.py (before a merge) do not count."""
-    blob = gitx.blobs(["main:train.py"], root)[0]
+    blob = gitx.blobs([f"{names.MAIN}:train.py"], root)[0]
     return jobs.short_sha(blob) if blob is not None else None
 
 
@@ -124,7 +114,7 @@ def next_seeds(rows: list[dict], slug: str, train_sha: str | None, plan: dict, f
     """
     if k < 1:
         raise ValueError(f"--seeds {k}: ask for at least one seed")
-    slugs = BASELINE_SLUGS if slug in BASELINE_SLUGS else (slug,)
+    slugs = names.BASELINE_SLUGS if slug in names.BASELINE_SLUGS else (slug,)
     taken = {int(r["seed"]) for r in rows if r["slug"] in slugs and r["status"] == "ok"
              and r["train_sha"] == train_sha and same_plan(r, plan)}
     taken |= {int(r["seed"]) for r in flying if r.get("slug") in slugs}
@@ -143,7 +133,7 @@ def orphans(root: Path, recorded: set[str]) -> list[dict]:
         if r["run_id"] in recorded or jobs.run_alive(root, r["run_id"]):
             continue
         row = {c: r[c] for c in ledger.COLUMNS if c in r}
-        row.update(status="killed", time=utc_now(), wall_s=0.0,
+        row.update(status="killed", time=ledger.utc_now(), wall_s=0.0,
                    reason=f"eval.py (pid {r.get('pid', '?')}) died before writing its row: killed from outside "
                           "(SIGKILL, a tool's timeout, a reboot)")
         out.append(row)

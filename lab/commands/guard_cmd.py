@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, taxonomy
+from lab import gitx, names, tables, taxonomy
 from lab.guard import history, meta
 
 meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
@@ -25,7 +25,7 @@ def check(
     try:
         cwd = Path.cwd()
         root = gitx.root_checkout(cwd)
-        rev_range = revisions or "main..HEAD"
+        rev_range = revisions or f"{names.MAIN}..HEAD"
         tip = rev_range.rsplit("..", 1)[-1]
         branch = branch or (tip if tip and gitx.git("branch", "--list", tip, cwd=cwd) else gitx.branch(cwd))
         commits, problems = history.problems_in(cwd, rev_range, branch)
@@ -43,9 +43,8 @@ def check(
 
 def show_taxonomy() -> None:
     """Print the file taxonomy (lab/taxonomy.json): each path's classes."""
-    width = max(map(len, taxonomy.paths()))
-    for pattern, classes in taxonomy.paths().items():
-        typer.echo(f"{pattern:<{width}}  {', '.join(classes)}")
+    for line in tables.aligned([(pattern, ", ".join(classes)) for pattern, classes in taxonomy.paths().items()]):
+        typer.echo(line)
 
 
 @meta_app.command("status")

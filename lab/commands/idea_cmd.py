@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from lab import tables
 from lab.loop import ideas
 from lab.commands.common import fail, root
 
@@ -50,9 +51,8 @@ def list_ideas() -> None:
         return
     found.sort(key=lambda i: (ideas.STATUSES.index(i.status), i.rating is None, -(i.rating or 0), i.slug))
     rows = [(i.status, "-" if i.rating is None else str(i.rating), i.slug, i.title) for i in found]
-    widths = [max(len(row[c]) for row in rows) for c in range(3)]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    for line in tables.aligned(rows):
+        typer.echo(line)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ledger, runs
+from lab import gitx, ledger, names, runs
 from lab.grader import protect
 from lab.judge import verdicts
 from lab.loop import ideas, status
@@ -37,7 +37,7 @@ def _rows(where: Path) -> list[dict]:
 
 def baseline(
     eval_args: list[str] = typer.Argument(None, help="After `--`: arguments for `just eval` (e.g. -- --budget-s 600)."),
-    seeds: int = typer.Option(3, "--seeds", help="Baseline runs to add (the lowest seeds without an ok row)."),
+    seeds: int = typer.Option(verdicts.LOOKS[0], "--seeds", help="Baseline runs to add (the lowest seeds without an ok row)."),
     foreground: bool = typer.Option(False, "--foreground", help="Run them here and now, not in the queue."),
 ) -> None:
     """Run the unmodified baseline N more times: queued when pueue runs here, else in the foreground."""
@@ -50,7 +50,7 @@ def baseline(
             typer.echo(f"lab baseline: no queue ({e}); running in the foreground", err=True)
             foreground = True
     try:
-        added = q.add(where, runs.BASELINE, question, hypothesis, seeds, None, eval_args or [], foreground)
+        added = q.add(where, names.MAIN, question, hypothesis, seeds, None, eval_args or [], foreground)
     except (q.QueueError, pueue.PueueError, gitx.GitError, ledger.LedgerError, ValueError) as e:
         fail(f"lab baseline: {e}")
     if not foreground:
@@ -65,12 +65,12 @@ def noise(as_json: bool = typer.Option(False, "--json")) -> None:
     where = _root()
     n = verdicts.noise(_rows(where), runs.main_train_sha(where))
     if n is None:
-        fail("lab noise: no ok baseline rows yet: run `just baseline` (3 seeds of the unmodified baseline)")
+        fail(f"lab noise: no ok baseline rows yet: run `just baseline` ({verdicts.LOOKS[0]} seeds of the unmodified baseline)")
     if as_json:
         typer.echo(json.dumps(asdict(n), indent=1))
         return
     mde = "n/a (needs 2 rows)" if n.mde is None else \
-        f"{n.mde:.4f} (planning formula at {n.n} vs {n.n} seeds, alpha {verdicts.ALPHA}/{len(verdicts.LOOKS)} per look, power 0.8)"
+        f"{n.mde:.4f} (planning formula at {n.n} vs {n.n} seeds, alpha {verdicts.ALPHA}/{len(verdicts.LOOKS)} per look, power {verdicts.POWER})"
     typer.echo(f"baseline: val_bpb {n.mean:.4f} ± {n.std:.4f} (sample std, n={n.n}); minimum detectable effect {mde}")
     typer.echo("comparable on: " + ", ".join(f"{k}={v}" for k, v in n.key.items()))
     if n.excluded:
@@ -139,8 +139,8 @@ def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effe
         commit, tag, _ = merging.merge(where, slug, min_effect)
     except (merging.MergeError, verdicts.VerdictError, gitx.GitError) as e:
         fail(f"lab merge: {e}")
-    typer.echo(f"merged exp/{slug} into main as {commit[:12]}, tagged {tag}. The baseline changed: re-run its seeds "
-               "(`lab baseline --seeds 3`) before judging the next experiment; older baseline rows no longer count.")
+    typer.echo(f"merged {names.EXP}{slug} into {names.MAIN} as {commit[:12]}, tagged {tag}. The baseline changed: re-run its seeds "
+               f"(`lab baseline --seeds {verdicts.LOOKS[0]}`) before judging the next experiment; older baseline rows no longer count.")
     cfg = protect.config(where)
     if cfg is not None and os.geteuid() == 0:  # the human, with sudo: the held-out test split too
         typer.echo("held-out test split (the grader's private state; the agent never sees it):")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx
+from lab import gitx, names, tables
 from lab.loop import ideas
 from lab.loop import worktrees as wt  # as wt: `worktrees` names the command below
 from lab.commands.common import fail, root
@@ -38,7 +38,7 @@ def start(slug: str = typer.Argument(..., help="The critiqued idea's slug; makes
         tree = wt.start(root, slug)
     except (wt.WorktreeError, gitx.GitError) as e:
         _fail(f"lab start: {e}")
-    typer.echo(f"created {_rel(root, tree.path)} on {tree.branch} from {wt.BASE}; idea {slug!r} is running. "
+    typer.echo(f"created {_rel(root, tree.path)} on {tree.branch} from {names.MAIN}; idea {slug!r} is running. "
                f"cd there and edit train.py, commit it, then `just smoke`")
 
 
@@ -56,9 +56,8 @@ def worktrees() -> None:
     table = [("slug", "branch", "ahead", "dirty", "rows", "path")]
     table += [(t.slug, t.branch, str(t.ahead), "yes" if t.dirty else "no", str(t.rows), _rel(root, t.path))
               for t in trees]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for line in tables.aligned(table):
+        typer.echo(line)
 
 
 @app.command()
@@ -82,7 +81,7 @@ def finish(
     except ideas.IdeaError:
         status = "not marked (see the warning)"
     typer.echo(f"removed {_rel(root, tree.path)}; branch {tree.branch} kept ({tree.ahead} commit(s) ahead of "
-               f"{wt.BASE}, {tree.rows} ledger row(s)); idea {slug!r} is {status}")
+               f"{names.MAIN}, {tree.rows} ledger row(s)); idea {slug!r} is {status}")
     if inside:
         typer.echo(f"you were inside it: cd {root}")
 

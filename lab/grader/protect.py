@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import ledger, taxonomy
+from lab import journal_format, ledger, names, taxonomy
 
 CONFIG_DIR = Path("/etc/lab/protected")  # one root-owned JSON per protected repository
 INSTALL_ROOT, STATE_ROOT, SUDOERS_DIR = Path("/opt/lab-grader"), Path("/var/lib/lab-grader"), Path("/etc/sudoers.d")
@@ -189,7 +189,6 @@ def check(root: Path, mirror: Path) -> list[str]:
 
 def test_scores(cfg: Config, slug: str) -> list[str]:
     """(root) A table of SLUG's and the baseline's runs, val vs held-out test bpb, from the grader's private state."""
-    from lab import runs
 
     private = Path(cfg.state) / "private" / "test.tsv"
     if os.geteuid() != 0:
@@ -197,7 +196,7 @@ def test_scores(cfg: Config, slug: str) -> list[str]:
     cells = [line.split("\t") for line in private.read_text().splitlines()[1:]]
     if not any(c[1] == slug for c in cells):
         raise ProtectError(f"no graded run of '{slug}' in {private}")
-    shown = [c for c in cells if c[1] == slug or c[1] in runs.BASELINE_SLUGS]
+    shown = [c for c in cells if c[1] == slug or c[1] in names.BASELINE_SLUGS]
     return [f"{'run_id':24s} {'slug':20s} {'seed':>4s} {'val_bpb':>9s} {'test_bpb':>9s}"] + [
         f"{run_id:24s} {s:20s} {seed:>4s} {val:>9s} {test:>9s}" for run_id, s, _commit, seed, val, test in shown]
 
@@ -415,10 +414,10 @@ def _sudoers(cfg: Config) -> None:
 def frozen_without_journal(root: Path, old: str, new: str) -> list[str]:
     """Frozen paths changed between `old` and `new` when meta_journal.md gained no entry there; [] if fine."""
     changed = _git(root, "diff", "--name-only", "--no-renames", old, new, "--", *taxonomy.patterns_of("FROZEN")).splitlines()
-    changed = [p for p in changed if p != "meta_journal.md"]
+    changed = [p for p in changed if p != journal_format.META]
     if not changed:
         return []
-    added = [line for line in _git(root, "diff", old, new, "--", "meta_journal.md").splitlines()
+    added = [line for line in _git(root, "diff", old, new, "--", journal_format.META).splitlines()
              if line.startswith("+## ")]
     return [] if added else changed
 
@@ -430,7 +429,7 @@ def protect(root: Path, researcher: str | None, user: str = DEFAULT_USER, source
         raise ProtectError("protection is set up by root: run `sudo .venv/bin/lab protect`" + (" --update" if update else ""))
     os.umask(0o022)
     root = Path(root).resolve()
-    commit = _git(root, "rev-parse", "--verify", "main^{commit}")
+    commit = _git(root, "rev-parse", "--verify", f"{names.MAIN}^{{commit}}")
     cfg_file = config_path(root)
     old = config(root)
     if update:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from lab import taxonomy
+from lab import names, taxonomy
 
 SRC, DATA, OUT, HOME = "/src", "/data", "/out", "/home/train"
 ADDED_FILE_LIMIT = 256 << 10  # one file a commit adds (or changes) beyond main's tree
@@ -122,7 +122,7 @@ def _safe_path(path: str) -> None:
         raise Refused(f"the tree holds a path {path!r} that cannot be materialised safely")
 
 
-def materialize(checkout: Path, commit: str | None, dest: Path, base: str | None = "main") -> list[Entry]:
+def materialize(checkout: Path, commit: str | None, dest: Path, base: str | None = names.MAIN) -> list[Entry]:
     """Write `commit`'s tree (None: the working copy) into the empty directory `dest`; returns its entries.
 
     Blobs come from `git cat-file --batch` by object id: no checkout, no filters, no hooks, no

@@ -12,7 +12,7 @@ import re
 import shlex
 import sys
 
-from lab import taxonomy
+from lab import names, taxonomy
 from lab.guard import rules, meta
 
 EDIT_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
@@ -88,7 +88,7 @@ def deny_reasons_for_write(path: str, new: bytes | None | object, meta_on: bool)
             old = read_bytes(candidate)
             content = (old or b"") + b"\0(content unknown)" if new is UNKNOWN else new
             change = rules.Change(rel, old, content)
-            reasons += [v.message for v in rules.check([change], branch="main", meta_on=meta_on, require_meta_entry=False)]
+            reasons += [v.message for v in rules.check([change], branch=names.MAIN, meta_on=meta_on, require_meta_entry=False)]
     return reasons
 
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from collections import namedtuple
 from datetime import datetime, timedelta
 
-from lab.guard.rules import parse_journal
+from lab import journal_format
 from lab.taxonomy import meta_expiry_hours
 
-JOURNAL = "human_journal.md"
+JOURNAL = journal_format.HUMAN
 FUTURE_SLACK = timedelta(minutes=5)  # a clock slightly off is fine; a date far ahead would stretch the expiry
 
 
@@ -33,14 +33,14 @@ def status(root: str | os.PathLike, *, environ: Mapping[str, str] | None = None,
         return MetaStatus(False, f"off: there is no {JOURNAL}")
     except OSError as e:
         return MetaStatus(False, f"off: {JOURNAL} cannot be read ({e.strerror})")
-    _, entries = parse_journal(data)
+    _, entries = journal_format.parse(data)
     if not entries:
         return MetaStatus(False, f"off: {JOURNAL} has no dated entries, so no entry says META_MODE=1")
     newest = entries[0]  # newest on top: an older META_MODE=1 entry below it never counts
     now = datetime.now() if now is None else now
     if newest.when is None:
         return MetaStatus(False, f"off: the newest {JOURNAL} entry '{newest.heading}' has no valid date")
-    stamp = newest.when.strftime("%Y-%m-%d %H:%M")
+    stamp = newest.when.strftime(journal_format.STAMP)
     lines = {line.strip() for line in newest.text.decode(errors="replace").splitlines()}
     if "META_MODE=0" in lines:
         return MetaStatus(False, f"off: the newest {JOURNAL} entry ({stamp}) says META_MODE=0")

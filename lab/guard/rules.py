@@ -5,17 +5,13 @@ Runs inside agent hooks on every tool call: stdlib only, no git, no I/O; callers
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from collections import namedtuple
 from datetime import datetime
 
-from lab import ledger
+from lab import journal_format, ledger, names
 from lab.taxonomy import classes_of
 
-META_JOURNAL = "meta_journal.md"
-# Only a line that starts with "## " and a date opens an entry; indented examples or "YYYY-MM-DD" don't.
-HEADING = re.compile(rb"^## (\d{4}-\d{2}-\d{2} \d{2}:\d{2})[^\n]*", re.MULTILINE)
 UNLOCK = ("To unlock: the human adds a dated entry with a line META_MODE=1 at the top of human_journal.md "
           "(or runs with META_MODE=1 in the environment), and the commit adds a meta_journal.md entry saying why.")
 
@@ -25,28 +21,8 @@ Change = namedtuple("Change", "path old new")
 # rule: frozen, human-only, global-off-main, append-only, ledger-append-only, meta-journal-missing;
 # message: one line naming the rule, the file, what is wrong and what to do instead.
 Violation = namedtuple("Violation", "rule path message")
-# heading: the heading line; when: its datetime, or None if it is not a real date; text: heading and body.
-Entry = namedtuple("Entry", "heading when text")
-
-
-def parse_journal(data: bytes) -> tuple[bytes, list[Entry]]:
-    """Split a journal into its preamble and its dated entries, in file order (newest first)."""
-    starts = [m.start() for m in HEADING.finditer(data)] + [len(data)]
-    return data[:starts[0]], [_entry(data[a:b]) for a, b in zip(starts, starts[1:])]
-
-
-def _entry(text: bytes) -> Entry:
-    m = HEADING.match(text)
-    assert m is not None  # parse_journal cuts at heading starts only
-    try:
-        when = datetime.strptime(m[1].decode(), "%Y-%m-%d %H:%M")
-    except ValueError:
-        when = None
-    return Entry(m[0].decode(errors="replace").rstrip("\r"), when, text)
-
-
 def _stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%d %H:%M")
+    return when.strftime(journal_format.STAMP)
 
 
 def journal_problem(old: bytes | None, new: bytes | None) -> str | None:
@@ -55,11 +31,11 @@ def journal_problem(old: bytes | None, new: bytes | None) -> str | None:
         return "the journal is deleted"
     if old == new:
         return None
-    preamble, entries = parse_journal(new)
+    preamble, entries = journal_format.parse(new)
     if old is None:  # creation: anything goes, as long as every heading has a real date
         bad = next((e for e in entries if e.when is None), None)
         return f"heading '{bad.heading}' has no valid date" if bad else None
-    old_preamble, old_entries = parse_journal(old)
+    old_preamble, old_entries = journal_format.parse(old)
     if old_entries and new.startswith(old):
         return "new text is not at the top: it was added at the end (new entries go directly below the preamble)"
     if preamble != old_preamble:
@@ -135,7 +111,7 @@ def check(changes: Iterable[Change], *, branch: str, meta_on: bool,
         if "HUMAN-ONLY" in classes and not meta_on:
             flag("human-only", c.path, f"{c.path} is HUMAN-ONLY: the agent never writes it; a human commits it "
                  "with META_MODE=1 in the environment. To reach the human, write in RESEARCH_JOURNAL.md.")
-        if "GLOBAL" in classes and branch != "main":  # meta mode does not lift this one
+        if "GLOBAL" in classes and branch != names.MAIN:  # meta mode does not lift this one
             flag("global-off-main", c.path, f"{c.path} is GLOBAL: it is committed only from the root checkout "
                  f"on main, not on branch {branch!r}. Leave it out of this branch; in a worktree, eval.py and "
                  "the journal write the root checkout's copy.")
@@ -147,11 +123,11 @@ def check(changes: Iterable[Change], *, branch: str, meta_on: bool,
             elif problem := journal_problem(c.old, c.new):
                 flag("append-only", c.path, f"{c.path} is APPEND-ONLY: {problem}. Add new dated entries only "
                      "at the top, below the preamble, and leave earlier text byte-identical.")
-    frozen = [c.path for c in changes if "FROZEN" in classes_of(c.path) and c.path != META_JOURNAL]
+    frozen = [c.path for c in changes if "FROZEN" in classes_of(c.path) and c.path != journal_format.META]
     if meta_on and require_meta_entry and frozen:
-        entry = next((c for c in changes if c.path == META_JOURNAL), None)
+        entry = next((c for c in changes if c.path == journal_format.META), None)
         problem = journal_problem(entry.old, entry.new) if entry else "it is not in the change set"
         if problem:
-            flag("meta-journal-missing", META_JOURNAL, f"{META_JOURNAL} needs a new dated entry on top (who, "
-                 f"files, why) for the META_MODE change to FROZEN {', '.join(sorted(frozen))}: {problem}.")
+            flag("meta-journal-missing", journal_format.META, f"{journal_format.META} needs a new dated entry on "
+                 f"top (who, files, why) for the META_MODE change to FROZEN {', '.join(sorted(frozen))}: {problem}.")
     return [found[key] for key in sorted(found)]

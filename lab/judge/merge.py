@@ -9,7 +9,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, runs
+from lab import gitx, jobs, ledger, names, runs
 from lab.grader import protect
 from lab.guard import history, meta
 from lab.judge import verdicts
@@ -34,8 +34,8 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
     if not state.on:
         raise MergeError(f"merging into main is the human's call: say \"propose merge of exp/{slug}\" in its report "
                          f"and the journal (`lab status` lists proposed merges) and go on")
-    if gitx.branch(root) != worktrees.BASE:
-        raise MergeError(f"the root checkout is on {gitx.branch(root)!r}: `git switch {worktrees.BASE}` there first")
+    if gitx.branch(root) != names.MAIN:
+        raise MergeError(f"the root checkout is on {gitx.branch(root)!r}: `git switch {names.MAIN}` there first")
     loose = jobs.unclean(root)
     if loose:
         raise MergeError(f"the root checkout has uncommitted changes ({', '.join(loose[:5])}): commit or stash them first")
@@ -47,11 +47,11 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
     v = verdicts.verdict(rows, slug, min_effect=min_effect, train_sha=runs.main_train_sha(root))
     if v.kind != "keep":
         raise MergeError(f"the verdict for {slug} is {v.kind}, and only a keep merges: {v.reason}")
-    commits, problems = history.problems_in(root, f"{worktrees.BASE}..{branch}", branch)
+    commits, problems = history.problems_in(root, f"{names.MAIN}..{branch}", branch)
     if problems:
-        raise MergeError(f"`lab check {worktrees.BASE}..{branch}` finds {len(problems)} problem(s), e.g. {problems[0]}")
+        raise MergeError(f"`lab check {names.MAIN}..{branch}` finds {len(problems)} problem(s), e.g. {problems[0]}")
     if not commits:
-        raise MergeError(f"{branch} has no commits that {worktrees.BASE} lacks: nothing to merge")
+        raise MergeError(f"{branch} has no commits that {names.MAIN} lacks: nothing to merge")
     message = evidence(v)
     done = subprocess.run(["git", "merge", "--no-ff", "-m", message, branch], cwd=root, capture_output=True, text=True)
     if done.returncode != 0:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lab import files, ledger
 from lab.judge import verdicts
-from lab.runs import BASELINE_SLUGS
+from lab.names import BASELINE_SLUGS
 
 FIGSIZE = (12.0, 6.5)  # inches; with DPI a fixed 1440x780 image, whatever the data
 DPI = 120

@@ -46,7 +46,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lab.judge import stats
-from lab.runs import BASELINE_SLUGS
+from lab.names import BASELINE_SLUGS
 
 COMPARABLE = ("eval_sha", "prepare_sha", "data_sha", "budget_s", "max_steps", "device")
 ALPHA = 0.05  # the false-keep rate allowed over all looks of one experiment

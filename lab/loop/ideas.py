@@ -17,6 +17,9 @@ MAX_TITLE = 100
 SIMILAR = 0.85
 CREATED = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d")
 FIELD = re.compile(r"([A-Za-z_][\w-]*):(.*)")
+# The critic subagent's file (Claude Code); its body is the brief `lab idea critique` prints, so the two cannot drift.
+CRITIC = ".claude/agents/critic.md"
+REPO = Path(__file__).resolve().parents[2]
 
 
 class IdeaError(ValueError):
@@ -266,44 +269,30 @@ def prediction(idea: Idea) -> str:
 
 
 def critique_prompt(idea: Idea) -> str:
-    """The complete prompt for a critic subagent: the idea file, what to return, and that it only reads."""
+    """The complete prompt for a critic subagent: the critic's brief, then the idea file."""
     text = _read(idea.path).rstrip("\n")
-    return f"""You are the critic of one research idea in `lab`, a workspace where an autonomous agent tries to \
-lower val_bpb (the bits per byte of a byte-level language model on a fixed val split) after a fixed wall-clock \
-training budget on one GPU. Your answer decides whether the idea gets GPU time.
-
-Before answering, read 0_docs/problem.md (the task, the metric, the budget and train.py's contract). If they \
-help, also read program.md section 7 (epistemics), train.py, results.tsv (the ledger of every run) and the \
-reports in 9_reports/, which include negative results.
-
-Rules: do not edit, create, move or delete any file, and run nothing that writes one. You only read and \
-answer; your answer is appended verbatim under the idea's "## Critique" heading. Use plain text, no \
-markdown headings.
-
-Return, in this order:
-1. Strongest objection: the single best reason this change will not lower val_bpb at the fixed budget.
-2. Confounds: what else could move val_bpb if it changes. At least: seed noise (one run moves with the seed \
-and with timing jitter; compare with the spread of the baseline's seeds 0, 1, 2), and wall-clock budget \
-effects (slower steps mean fewer steps and fewer tokens within the same seconds, so a per-step gain can be a \
-loss at the budget; faster steps can win without a better model). Also parameter count, memory, compile \
-time, anything the idea changes besides its one knob.
-3. Falsification: the result (val_bpb over seeds 0, 1, 2, and steps/tokens) that would show the hypothesis \
-wrong.
-4. Prediction: whether the number in the Prediction section, with its uncertainty, is plausible and why; \
-if it has no number, say so (then the verdict cannot be run).
-5. Rating: a suggested rating 1-5 (5 = run it first; 3 or more = worth running).
-6. Verdict: run (worth the GPU time as written), revise (say what to change) or drop (say why).
-
-End with the verdict alone on the last line, exactly one of:
-Verdict: run
-Verdict: revise
-Verdict: drop
+    return f"""{critic_brief()}
 
 The idea file, {_rel(idea.path)}:
 ----- begin {_rel(idea.path)} -----
 {text}
 ----- end {_rel(idea.path)} -----
 """
+
+
+def critic_brief() -> str:
+    """The critic's brief, written once: the body of .claude/agents/critic.md less its first (FROZEN) paragraph."""
+    path = REPO / CRITIC
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IdeaError(f"{path} is missing: restore it with `git checkout -- {CRITIC}`") from None
+    _, fenced, body = text.removeprefix("---\n").partition("\n---\n")
+    _, split, brief = body.partition("\n\n")
+    if not (text.startswith("---\n") and fenced and split and brief.strip()):
+        raise IdeaError(f"{path} is not front matter, a FROZEN note, then the brief: restore it with "
+                        f"`git checkout -- {CRITIC}`")
+    return brief.rstrip("\n")
 
 
 def append_critique(root: Path, slug: str, text: str) -> Idea:

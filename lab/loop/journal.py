@@ -8,10 +8,9 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ledger, slugs
+from lab import files, journal_format, ledger, slugs
 from lab.guard import rules
 
-FILENAME = "RESEARCH_JOURNAL.md"
 MAX_TITLE = 120
 FORMAT = "**Observation:** numbers with their run_ids, then **Inference:** what you conclude and how sure you are"
 # eval.py's generated ids (UTC %Y%m%d-%H%M%S- + 4 hex), as whole tokens; any ledger id can be cited as run:ID.
@@ -49,7 +48,7 @@ def check_body(body: str, root: Path) -> str:
     if missing:
         raise JournalError(f"the body has no {' and no '.join(missing)} part (a line starting with "
                            f"{' / '.join(f'**{m}:**' for m in missing)}): write it as {FORMAT}")
-    if m := rules.HEADING.search(body.encode()):
+    if m := journal_format.HEADING.search(body.encode()):
         raise JournalError(f"body line {m[0].decode(errors='replace')!r} looks like an entry heading "
                            "(## YYYY-MM-DD HH:MM): drop the '## ' or indent it")
     cited = citations(body)
@@ -69,12 +68,12 @@ def check_body(body: str, root: Path) -> str:
 def add(root: Path, title: str, body: str, now: datetime | None = None) -> str:
     """Insert a dated entry at the top of root/RESEARCH_JOURNAL.md; return the entry's text."""
     title, body = check_title(title), check_body(body, Path(root))
-    path = Path(root) / FILENAME
+    path = Path(root) / journal_format.RESEARCH
     while True:
         try:
             f = open(path, "r+b")
         except FileNotFoundError:
-            raise JournalError(f"{path} does not exist: restore it with `git checkout -- {FILENAME}` "
+            raise JournalError(f"{path} does not exist: restore it with `git checkout -- {journal_format.RESEARCH}` "
                                f"in {root}") from None
         with f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -103,7 +102,7 @@ def _inode(path: Path) -> int | None:
 
 def _insert(old: bytes, path: Path, title: str, body: str, when: datetime) -> tuple[str, bytes]:
     """The entry and the journal with it inserted right above the first dated entry."""
-    preamble, entries = rules.parse_journal(old)
+    preamble, entries = journal_format.parse(old)
     newest = max((e.when for e in entries if e.when), default=None)
     if newest and when < newest:
         raise JournalError(f"the clock says {when:%Y-%m-%d %H:%M}, before the newest entry of {path} "
@@ -111,6 +110,6 @@ def _insert(old: bytes, path: Path, title: str, body: str, when: datetime) -> tu
     if not entries and preamble and not preamble.endswith(b"\n"):
         raise JournalError(f"{path} does not end with a newline, so no entry can go below its preamble "
                            "without changing it: ask the human to add one")
-    entry = f"## {when:%Y-%m-%d %H:%M} — {title}\n\n{body}\n"
+    entry = f"{journal_format.heading(when, title)}\n\n{body}\n"
     gap = b"\n" if entries else b""  # a blank line between the new entry and the next one
     return entry, preamble + entry.encode() + gap + old[len(preamble):]

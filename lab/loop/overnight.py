@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lab import files, gitx, jobs, ledger, procs, runs
-from lab.guard import rules
+from lab import files, gitx, jobs, journal_format, ledger, names, procs, runs
 from lab.loop import journal, status, window
 
 # Headless invocations, flags as each CLI's own --help spells them (tests/cli/test_agent_clis.py holds them to it).
@@ -148,7 +147,7 @@ def snapshot(root: Path) -> dict:
     idea_files = {p.name: p.stat().st_mtime_ns for p in (root / "1_ideas").glob("*.md")}
     report_files = [p.name for p in (root / "9_reports").glob("*.md")
                     if not p.name.startswith("_") and not p.name.endswith(REPORT_SUFFIX)]
-    entries = len(rules.parse_journal((root / journal.FILENAME).read_bytes())[1])
+    entries = len(journal_format.parse((root / journal_format.RESEARCH).read_bytes())[1])
     return {"rows": len(rows), "queued": len(jobs.records(root)), "commits": commits, "ideas": sorted(idea_files.items()),
             "reports": len(report_files), "journal": entries}
 
@@ -327,7 +326,7 @@ def start(root: Path, cfg: Config, now: datetime | None = None) -> Night:
     if window.is_open(record):
         raise ValueError(f"a night is already running here (driver pid {record['pid']}, until {record['deadline']}): "
                          f"one driver per checkout")
-    if gitx.branch(root) != runs.BASELINE:
+    if gitx.branch(root) != names.MAIN:
         raise ValueError(f"{root} is on branch {gitx.branch(root)!r}: start the night in the root checkout on main")
     night_id = now.strftime("%Y%m%d-%H%M%S")
     night_dir(root, night_id).mkdir(parents=True, exist_ok=False)
@@ -446,7 +445,7 @@ def render_summary(root: Path, night: Night) -> str:
     main_sha = runs.main_train_sha(root)
     base = status.baseline_of(rows, main_sha)
     judged = status.verdicts_for(rows, main_sha)
-    slugs = list(dict.fromkeys(r["slug"] for r in tonight if r["slug"] not in runs.BASELINE_SLUGS))
+    slugs = list(dict.fromkeys(r["slug"] for r in tonight if r["slug"] not in names.BASELINE_SLUGS))
     agents = [c for c in night.cycles if c["kind"] == "agent"]
     waits = [c for c in night.cycles if c["kind"] == "wait"]
     chores = [c for c in night.cycles if c["kind"] == "chore"]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ledger, runs, slugs
+from lab import files, ledger, names, runs, slugs
 from lab.grader import protect
 from lab.judge import verdicts
 from lab.loop import ideas
@@ -87,7 +87,7 @@ def render(template: str, idea: ideas.Idea, prediction: str, slug_rows: list[dic
         idea_path = idea.path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         idea_path = str(idea.path)
-    front = _fill_front(front, {"slug": idea.slug, "idea": idea_path, "branch": f"exp/{idea.slug}",
+    front = _fill_front(front, {"slug": idea.slug, "idea": idea_path, "branch": f"{names.EXP}{idea.slug}",
                                 "date": f"{now:%Y-%m-%d}"})
     preamble, sections = _sections(body)
     # The template's own comment is about copying the template; the report keeps only its title.

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, runs, taxonomy
+from lab import gitx, jobs, journal_format, ledger, names, runs, taxonomy
 from lab.grader import protect
-from lab.guard import rules, meta
+from lab.guard import meta
 from lab.judge import verdicts
 from lab.loop import ideas, reports, worktrees
 from lab.queue import pueue
@@ -84,7 +84,7 @@ def verdicts_for(rows: list[dict], train_sha: str | None) -> dict[str, verdicts.
         return {}  # no baseline yet: next_step says BASELINE
     by_slug: dict[str, list[dict]] = {}
     for r in reversed(rows):
-        if r["slug"] not in runs.BASELINE_SLUGS:
+        if r["slug"] not in names.BASELINE_SLUGS:
             by_slug.setdefault(r["slug"], []).append(r)
     return {slug: verdicts.verdict(slug_rows[::-1], slug, train_sha=train_sha, baseline=base)
             for slug, slug_rows in by_slug.items()}
@@ -112,8 +112,8 @@ def proposed_merges(root: Path, verdict_of: dict[str, verdicts.Verdict]) -> list
     kept = [slug for slug, v in verdict_of.items() if v.kind == "keep"]
     if not kept:
         return []
-    merged = set(gitx.git("branch", "--format=%(refname:short)", "--merged", runs.BASELINE, cwd=root).split())
-    have = set(gitx.git("branch", "--format=%(refname:short)", "--list", "exp/*", cwd=root).split())
+    merged = set(gitx.git("branch", "--format=%(refname:short)", "--merged", names.MAIN, cwd=root).split())
+    have = set(gitx.git("branch", "--format=%(refname:short)", "--list", f"{names.EXP}*", cwd=root).split())
     return [s for s in kept if worktrees.branch_of(s) in have and worktrees.branch_of(s) not in merged]
 
 
@@ -173,7 +173,7 @@ def _plan(baseline: dict | None, facts: Facts) -> dict:
 
 def _run_command(slug: str, seeds: list[int], args: list[str], facts: Facts, idea: ideas.Idea | None) -> str:
     tail = f" -- {shlex.join(args)}" if args else ""
-    if slug == runs.BASELINE:
+    if slug == names.MAIN:
         if facts.queue:
             return f"lab baseline --seeds {len(seeds)}{tail}"
         return shlex.join(["just", "eval", "--seed", str(seeds[0]), *args])
@@ -201,10 +201,10 @@ def next_step(rows: list[dict], problems: list, all_ideas: list, baseline: dict 
         in_flight.setdefault(r.get("slug"), []).append(r)
     first = verdicts.LOOKS[0]
 
-    base_flying = sum(len(in_flight.get(s, [])) for s in runs.BASELINE_SLUGS)
+    base_flying = sum(len(in_flight.get(s, [])) for s in names.BASELINE_SLUGS)
     have = baseline["n"] if baseline else 0
     if have + base_flying < first:
-        last = next((r for r in reversed(rows) if r["slug"] in runs.BASELINE_SLUGS and r["train_sha"] == facts.main_sha), None)
+        last = next((r for r in reversed(rows) if r["slug"] in names.BASELINE_SLUGS and r["train_sha"] == facts.main_sha), None)
         if last and last["status"] in ("crash", "invalid", "timeout") and not have:
             return Step("FIX", f"the baseline's run {last['run_id']} is {last['status']}: {last['reason'][:200]} — "
                                "main's own train.py fails: write it at the top of RESEARCH_JOURNAL.md for the human")
@@ -214,10 +214,10 @@ def next_step(rows: list[dict], problems: list, all_ideas: list, baseline: dict 
         if facts.queue and smoke.get("status") != "ok":
             return Step("FIX", f"`just smoke` failed on main: {smoke.get('reason', '')[:200]} — main's own train.py "
                                "fails: write it at the top of RESEARCH_JOURNAL.md for the human")
-        seeds = runs.next_seeds(rows, runs.BASELINE, facts.main_sha, plan, facts.flying, first - have - base_flying)
+        seeds = runs.next_seeds(rows, names.MAIN, facts.main_sha, plan, facts.flying, first - have - base_flying)
         return Step("BASELINE", f"{have} of {first} baseline seeds at {runs.budget_text(plan)} so far"
                                 f"{f', {base_flying} on their way' if base_flying else ''}; from the root checkout:",
-                    _run_command(runs.BASELINE, seeds, args, facts, None))
+                    _run_command(names.MAIN, seeds, args, facts, None))
     by_slug = {i.slug: i for i in all_ideas}
     waiting_on_runs = []
     for tree in facts.trees:
@@ -332,7 +332,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
         root_smoke=lambda: jobs.smoke_result(root, jobs.content_key(root)),
         reported={s for s in verdict_of if reports.existing(root, s)},
         journaled=journaled(root, list(verdict_of)),
-        root_notes=any(_notes(p) for p in gitx.changed_paths(root, untracked=True)) if gitx.branch(root) == runs.BASELINE else False,
+        root_notes=any(_notes(p) for p in gitx.changed_paths(root, untracked=True)) if gitx.branch(root) == names.MAIN else False,
         queue=queue_ready(), device="cuda" if runs.gpu_count() else "cpu", eval_sha=eval_sha,
         prepare_sha=jobs.file_sha(root / "prepare.py"), main_sha=main_sha,
     )
@@ -354,7 +354,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
 
 def journaled(root: Path, slugs: list[str]) -> set[str]:
     """Slugs named in a journal entry's heading (`lab next` proposes `SLUG: …` titles)."""
-    headings = [e.heading for e in rules.parse_journal((Path(root) / "RESEARCH_JOURNAL.md").read_bytes())[1]]
+    headings = [e.heading for e in journal_format.parse((Path(root) / journal_format.RESEARCH).read_bytes())[1]]
     return {s for s in slugs if any(f"— {s}:" in h for h in headings)}
 
 
@@ -363,7 +363,7 @@ def _brief(row: dict) -> dict:
 
 
 def journal_titles(root: Path, k: int) -> list[str]:
-    _, entries = rules.parse_journal((root / "RESEARCH_JOURNAL.md").read_bytes())
+    _, entries = journal_format.parse((root / journal_format.RESEARCH).read_bytes())
     return [e.heading.removeprefix("## ") for e in entries[:k]]
 
 

@@ -14,11 +14,10 @@ import re
 from collections import namedtuple
 from datetime import datetime, timedelta
 
-from lab.guard.rules import parse_journal
+from lab import journal_format
 
 DIR = os.path.join(".cache", "overnight")
 WINDOW = os.path.join(DIR, "window.json")
-JOURNAL = "human_journal.md"
 TIME = "%Y-%m-%dT%H:%M:%S"  # local time, as the journals' headings are
 STOP_LINE = re.compile(r"^STOP\b[:\s]*(.*)$")
 PAUSE_LINE = re.compile(r"^PAUSE\b(.*)$")
@@ -58,8 +57,8 @@ def entry_count(root: str | os.PathLike) -> int:
 
 def _entries(root: str | os.PathLike) -> list:
     try:
-        with open(os.path.join(root, JOURNAL), "rb") as f:
-            return parse_journal(f.read())[1]
+        with open(os.path.join(root, journal_format.HUMAN), "rb") as f:
+            return journal_format.parse(f.read())[1]
     except FileNotFoundError:
         return []
 
@@ -95,7 +94,7 @@ def _pause_end(rest: str, written: datetime) -> datetime | None:
         return None
     try:
         if m[1]:
-            return datetime.strptime(f"{m[1]} {m[2]}:{m[3]}", "%Y-%m-%d %H:%M")
+            return datetime.strptime(f"{m[1]} {m[2]}:{m[3]}", journal_format.STAMP)
         end = written.replace(hour=int(m[2]), minute=int(m[3]), second=0, microsecond=0)
     except ValueError:
         return None

@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import gitx, ledger, slugs
+from lab import gitx, ledger, names, slugs
 from lab.loop import ideas
 
 DIR = "5_worktrees"
-BASE = "main"
 SHOWN_PATHS = 5  # uncommitted paths named in finish's refusal
 
 
@@ -46,7 +45,7 @@ class Worktree:
 
 
 def branch_of(slug: str) -> str:
-    return f"exp/{slug}"
+    return f"{names.EXP}{slug}"
 
 
 def path_of(root: Path, slug: str) -> Path:
@@ -99,7 +98,7 @@ def _uncommitted(path: Path) -> list[str]:
 def _describe(root: Path, path: Path, fields: dict[str, str], rows: Counter) -> Worktree:
     branch = fields.get("branch", "").removeprefix("refs/heads/") or "(detached)"
     # HEAD's hash, not the branch name: also right for a detached worktree.
-    ahead = int(gitx.git("rev-list", "--count", f"{BASE}..{fields.get('HEAD', 'HEAD')}", cwd=root))
+    ahead = int(gitx.git("rev-list", "--count", f"{names.MAIN}..{fields.get('HEAD', 'HEAD')}", cwd=root))
     dirty = path.is_dir() and bool(_uncommitted(path))
     return Worktree(slug=path.name, path=path, branch=branch, ahead=ahead, dirty=dirty, rows=rows[path.name])
 
@@ -156,12 +155,12 @@ def _start(root: Path, slug: str) -> Worktree:
     if path.exists() or path.is_symlink():
         raise WorktreeError(f"{DIR}/{slug} already exists: see `lab worktrees`, or move it away if it is not "
                             f"a worktree of exp/{slug}")
-    if not _branch_exists(root, BASE):
-        raise WorktreeError(f"branch {BASE} does not exist in {root}: worktrees are made from {BASE}")
-    proc = _git(root, "worktree", "add", f"{DIR}/{slug}", "-b", branch, BASE)
+    if not _branch_exists(root, names.MAIN):
+        raise WorktreeError(f"branch {names.MAIN} does not exist in {root}: worktrees are made from {names.MAIN}")
+    proc = _git(root, "worktree", "add", f"{DIR}/{slug}", "-b", branch, names.MAIN)
     if proc.returncode != 0:
         _undo_add(root, path, branch)
-        raise WorktreeError(f"`git worktree add {DIR}/{slug} -b {branch} {BASE}` failed in {root}, nothing kept: "
+        raise WorktreeError(f"`git worktree add {DIR}/{slug} -b {branch} {names.MAIN}` failed in {root}, nothing kept: "
                             f"{_one_line(proc.stderr) or proc.returncode}")
     try:
         ideas.set_status(root, slug, "running")

@@ -17,7 +17,7 @@ from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, runs, slugs, taxonomy
+from lab import gitx, jobs, ledger, names, runs, slugs, taxonomy
 from lab.judge import verdicts
 from lab.loop import worktrees
 from lab.queue import pueue
@@ -53,7 +53,7 @@ def predicted_delta(hypothesis: str) -> float | None:
 
 def checkout_of(root: Path, slug: str) -> Path:
     """The checkout a slug's jobs run in: the root for `main`, else its worktree on exp/SLUG."""
-    if slug == runs.BASELINE:
+    if slug == names.MAIN:
         return Path(root)
     try:
         slugs.check(slug)
@@ -62,7 +62,7 @@ def checkout_of(root: Path, slug: str) -> Path:
     path = worktrees.path_of(root, slug)
     if not (path / ".git").exists():
         raise QueueError(f"no worktree {worktrees.DIR}/{slug}: start it with `lab start {slug}` "
-                         f"(or queue `{runs.BASELINE}` for the baseline)")
+                         f"(or queue `{names.MAIN}` for the baseline)")
     branch = gitx.branch(path)
     if branch != worktrees.branch_of(slug):
         raise QueueError(f"{worktrees.DIR}/{slug} is on {branch!r}, not {worktrees.branch_of(slug)}: "
@@ -170,7 +170,7 @@ def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, a
     queued = []
     for seed in chosen:
         job = {**base, "run_id": jobs.new_run_id(), "seed": seed, "task": None,
-               "command": eval_command(just, seed, list(eval_args)), "after": after, "added": runs.utc_now()}
+               "command": eval_command(just, seed, list(eval_args)), "after": after, "added": ledger.utc_now()}
         while jobs.job_path(root, job["run_id"]).exists():  # two adds in the same second
             job["run_id"] = jobs.new_run_id()
         if not foreground:  # a foreground job's record is written when it starts (run_foreground)
@@ -256,14 +256,10 @@ def reason_of(task: pueue.Task) -> tuple[str, str]:
     return "crash", f"pueue task {task.id} ended {task.result} (an I/O error inside pueue) before eval.py wrote a row"
 
 
-def _utc(moment: datetime | None) -> str:
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(runs.TIME_FORMAT)
-
-
 def row_for(job: dict, state: str, reason: str, end: datetime | None = None, wall_s: float = 0.0) -> dict:
     """The ledger row for a queued job that ended without one: its recorded provenance and the outcome."""
     row = {c: job[c] for c in ledger.COLUMNS if c in job}
-    return {**row, "time": _utc(end), "status": state, "reason": reason, "wall_s": round(max(wall_s, 0.0), 1),
+    return {**row, "time": ledger.utc_now(end), "status": state, "reason": reason, "wall_s": round(max(wall_s, 0.0), 1),
             "pueue_task": job["task"]}
 
 

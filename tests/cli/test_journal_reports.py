@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_workspace, run_env
-from lab import ledger, runs
+from lab import journal_format, ledger, runs
 from lab.guard import rules
 from lab.judge import verdicts
 from lab.loop import ideas, journal, reports
@@ -116,8 +116,8 @@ def test_add_from_root_and_worktree_lands_on_top_of_root_journal(ws: Path) -> No
     assert rules.journal_problem(original, after_first) is None
     assert rules.journal_problem(after_first, new) is None
     assert rules.journal_problem(original, new) is None
-    preamble, entries = rules.parse_journal(new)
-    old_preamble, old_entries = rules.parse_journal(original)
+    preamble, entries = journal_format.parse(new)
+    old_preamble, old_entries = journal_format.parse(original)
     assert preamble == old_preamble
     assert [e.text for e in entries[2:]] == [e.text for e in old_entries]
     assert entries[0].heading.endswith("— from the worktree") and body.encode() in entries[0].text
@@ -206,10 +206,10 @@ def test_eight_concurrent_adds_all_land_and_the_journal_stays_valid(ws: Path) ->
         assert proc.returncode == 0, err
     new = (ws / JOURNAL).read_bytes()
     assert rules.journal_problem(original, new) is None
-    _, entries = rules.parse_journal(new)
+    _, entries = journal_format.parse(new)
     titles = sorted(e.heading.split(" — ", 1)[1] for e in entries[:8])
     assert titles == sorted(f"writer {i}" for i in range(8))
-    assert len(entries) == 8 + len(rules.parse_journal(original)[1])
+    assert len(entries) == 8 + len(journal_format.parse(original)[1])
     assert not [p.name for p in ws.iterdir() if p.name.startswith(f".{JOURNAL}.")]  # no temp file left
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, run_env
-from lab import ledger
-from lab.guard import rules
+from lab import journal_format, ledger
 from lab.loop import window
 
 LAB = [sys.executable, "-m", "lab.cli"]
@@ -55,7 +54,7 @@ def stopped_for(ws: Path, proc: subprocess.CompletedProcess, rule: str) -> dict:
     n = night(ws)
     assert n["stopped"].startswith(rule), n["stopped"]
     assert f"stopped: {n['stopped']}" in proc.stdout
-    newest = rules.parse_journal((ws / "RESEARCH_JOURNAL.md").read_bytes())[1][0].text.decode()
+    newest = journal_format.parse((ws / "RESEARCH_JOURNAL.md").read_bytes())[1][0].text.decode()
     assert f"overnight {n['id']}: stopped ({rule})" in newest and n["stopped"] in newest
     assert n["stopped"] in summary(ws, n)
     assert not window.is_open(window.read(ws))

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import git, tiny_train
-from lab import ledger, runs
-from lab.guard import rules
+from lab import journal_format, ledger, runs
 from lab.judge import verdicts
 from lab.loop import status, window
 from test_overnight import LAB, human_entry, night
@@ -93,7 +92,7 @@ def test_a_short_real_night(workspace, daemon, tmp_path):  # noqa: F811
     assert "exp/warmup-1" in git("branch", "--list", "exp/*", cwd=workspace)  # its worktree came and went
     v = verdicts.verdict(rows, "warmup-1", train_sha=runs.main_train_sha(workspace))
     assert v.kind in ("keep", "discard", "inconclusive") and v.n_exp == 3
-    entries = [e.heading for e in rules.parse_journal((workspace / "RESEARCH_JOURNAL.md").read_bytes())[1]]
+    entries = [e.heading for e in journal_format.parse((workspace / "RESEARCH_JOURNAL.md").read_bytes())[1]]
     assert any(f"— warmup-1: {v.kind}" in h for h in entries) and f"overnight {n['id']}: stopped (human)" in entries[0]
 
     summary = (workspace / n["summary"]).read_text()

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "lab"
 ROOMS = ("guard", "loop", "queue", "judge", "grader")
 # What the guard may import besides lab's top level: Python's standard library only (it runs on every tool call).
-GUARD_TOP = ("files", "gitx", "ledger", "slugs", "taxonomy")
+GUARD_TOP = ("files", "gitx", "journal_format", "ledger", "names", "slugs", "taxonomy")
 
 
 def module_of(path: Path, root: Path) -> str:

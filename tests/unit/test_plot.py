@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import ledger, runs
+from lab import ledger, names
 from lab.judge import plot
 from lab.loop import status
 
@@ -35,7 +35,7 @@ def run(i: int, slug: str, status_: str = "ok", val: float | None = None, minute
     """Row `i` of a constructed ledger, every column filled; failures carry a reason and no val_bpb."""
     when = START + timedelta(minutes=6 * i if minutes is None else minutes)
     return {**ROW, "run_id": f"r{i:05d}", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "slug": slug,
-            "branch": "main" if slug in runs.BASELINE_SLUGS else f"exp/{slug}", "status": status_,
+            "branch": "main" if slug in names.BASELINE_SLUGS else f"exp/{slug}", "status": status_,
             "reason": "" if status_ == "ok" else f"{status_}: exit 1",
             "val_bpb": "" if status_ != "ok" else f"{2.5 if val is None else val:.4f}", "seed": str(i % 5), **extra}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import ledger
+from lab import ledger, names
 from lab.judge import verdicts
 from lab.judge.verdicts import NOT_OK, OTHER_KEY, OTHER_TRAIN, REPEATED_SEED, VerdictError
 
@@ -25,7 +25,7 @@ def row(slug: str, seed: int, val_bpb: float | None, status: str = "ok", **over:
     """A complete ledger row (every column, as text) of a run of `slug`."""
     r = {c: "" for c in ledger.COLUMNS}
     r.update(run_id=f"r{next(_ids):04d}-{slug}", time="2026-01-31T12:00:00Z", slug=slug,
-             branch="main" if slug in verdicts.BASELINE_SLUGS else f"exp/{slug}", commit="c" * 40, dirty="0",
+             branch="main" if slug in names.BASELINE_SLUGS else f"exp/{slug}", commit="c" * 40, dirty="0",
              status=status, reason="" if status == "ok" else "Traceback: boom", wall_s="330.5", seed=str(seed),
              budget_s="300", device="cuda", host="box", train_sha=MAIN_TRAIN if slug == "main" else EXP_TRAIN,
              val_bpb="" if val_bpb is None else repr(val_bpb), **SHAS)
