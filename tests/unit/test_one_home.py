@@ -2,7 +2,7 @@
 time format and the table printer are each defined once, and no module under lab/ spells a copy.
 
 Parses lab/ with ast (nothing imported but lab.loop.ideas for the brief); a planted copy shows each check can fail.
-Fast: under a second. Run: `just test tests/test_one_home.py`.
+Fast: under a second. Run: `just test tests/unit/test_one_home.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from lab.loop import ideas
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "lab"
 JOURNALS = ("RESEARCH_JOURNAL.md", "human_journal.md", "meta_journal.md")
 # name -> its home (repo-relative): the only module that assigns it at the top level.
