@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from lab import gitx, taxonomy
-from lab.guard import history, meta
 from lab.commands.common import fail, root
+from lab.guard import history, meta
 
 meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
 

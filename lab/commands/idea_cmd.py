@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from lab.loop import ideas
 from lab.commands.common import fail, root
+from lab.loop import ideas
 
 app = typer.Typer(help="Ideas (1_ideas/): propose, critique, rate; the loop's first two steps.", no_args_is_help=True)
 

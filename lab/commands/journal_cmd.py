@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from lab import gitx
-from lab.loop import journal
 from lab.commands.common import fail, root
+from lab.loop import journal
 
 app = typer.Typer(help="The research journal (RESEARCH_JOURNAL.md), newest entry on top.", no_args_is_help=True)
 

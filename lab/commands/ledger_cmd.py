@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from lab import gitx, ledger
-from lab.grader import protect
 from lab.commands.common import fail
+from lab.grader import protect
 
 app = typer.Typer(help="Read and validate the ledger (results.tsv).", no_args_is_help=True)
 

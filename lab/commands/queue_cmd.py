@@ -11,9 +11,9 @@ import typer
 from typer.core import TyperGroup
 
 from lab import gitx, jobs, ledger
+from lab.commands.common import fail, root
 from lab.queue import pueue
 from lab.queue import queue as core
-from lab.commands.common import fail, root
 
 
 class _AddByDefault(TyperGroup):

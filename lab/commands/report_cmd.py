@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from lab import gitx
-from lab.loop import ideas, reports
 from lab.commands.common import fail, root
+from lab.loop import ideas, reports
 
 
 def report(

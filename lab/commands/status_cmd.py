@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import typer
 
 from lab import gitx
+from lab.commands.common import fail, root
 from lab.loop import overnight
 from lab.loop import status as core
-from lab.commands.common import fail, root
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:

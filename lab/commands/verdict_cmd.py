@@ -10,12 +10,12 @@ from pathlib import Path
 import typer
 
 from lab import gitx, ledger, runs
+from lab.commands.common import fail, root
 from lab.grader import protect
 from lab.judge import verdicts
 from lab.loop import ideas, status
 from lab.queue import pueue
 from lab.queue import queue as q
-from lab.commands.common import fail, root
 
 MIN_EFFECT = typer.Option(0.0, "--min-effect",
                           help="The smallest val_bpb gain worth keeping (a keep must beat the baseline by this much).")

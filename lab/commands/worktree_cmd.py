@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from lab import gitx
+from lab.commands.common import fail, root
 from lab.loop import ideas
 from lab.loop import worktrees as wt  # as wt: `worktrees` names the command below
-from lab.commands.common import fail, root
 
 
 def _rel(base: Path, path: Path) -> str:

@@ -1,7 +1,8 @@
 """Tests for `lab journal add` (lab/loop/journal.py) and `lab report SLUG` (lab/loop/reports.py).
 
 What they test, in real temp workspaces (conftest.make_workspace) with a real `git worktree`, real ledger rows
-(lab.ledger.append) and real idea files (lab.loop.ideas.new), running the commands as subprocesses (the refusal tables in-process, conftest.lab_in_process):
+(lab.ledger.append) and real idea files (lab.loop.ideas.new), running the commands as subprocesses
+(the refusal tables in-process, conftest.lab_in_process):
   * journal add from the root and from a worktree lands at the top of the ROOT journal; preamble and older
     entries stay byte-identical (rules.journal_problem passes); body from --body and from stdin;
   * refusals (missing Observation/Inference, empty, multi-line or long title, empty body, unknown run id,
