@@ -12,8 +12,8 @@ What they test, on real files in a throwaway git checkout of this workspace and 
     titles; near-duplicate slugs; unknown slugs; ratings 0, 6, x; unknown statuses; malformed files):
     one line on stderr, exit code non-zero, and the workspace's files byte-identical.
 
-Cost: about 15 s for 42 tests on a 2-core machine (a throwaway workspace each, and Python start-up of ~60
-subprocesses); fast set (no test here is marked slow); needs
+Cost: about 10 s for 42 tests on a 2-core machine (a throwaway workspace each, and Python start-up of ~15
+subprocesses: the refusals run in-process); fast set (no test here is marked slow); needs
 `git`, writes only under pytest's tmp_path, needs no GPU and no network.
 
 Run:  just test tests/cli/test_ideas.py

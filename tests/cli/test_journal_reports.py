@@ -12,7 +12,7 @@ What they test, in real temp workspaces (conftest.make_workspace) with a real `g
     and the difference of means, the prediction quoted; done -> reported; refusals (unknown slug, no rows,
     existing report) are one line, non-zero, and write nothing.
 
-Cost: about 8 s on a 2-core machine (Python start-up of ~18 subprocesses); fast set; needs `git`, no GPU, no network;
+Cost: about 8 s on a 2-core machine (Python start-up of ~14 subprocesses); fast set; needs `git`, no GPU, no network;
 writes only under pytest's tmp_path.
 
 Run:  just test tests/cli/test_journal_reports.py

@@ -13,8 +13,8 @@ What they test, in real temp workspaces (conftest.make_workspace: real git, real
   * concurrent starts of one idea make one worktree (start and finish hold a lock on .git);
   * listing 20 worktrees reads the ledger once and spends at most 2 git calls per worktree.
 
-Cost: about 10 s on a 2-core machine (most of it Python start-up for ~25 CLI subprocesses); fast set; needs `git`
-(>= 2.31) on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
+Cost: about 10 s on a 2-core machine (most of it git, and Python start-up for ~10 CLI subprocesses: the 14 refusals
+run in-process); fast set; needs `git` (>= 2.31) on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
 
 Run:  just test tests/cli/test_worktrees.py
 """
