@@ -17,6 +17,7 @@ its .git/info/exclude as the real .venv directory is through .gitignore.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import io
 import os
@@ -94,6 +95,21 @@ def run_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "PUEUE_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return {**env, **GIT_ENV, "LAB_PYTHON": sys.executable, **extra}
+
+
+def lab_in_process(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None,
+                   ) -> subprocess.CompletedProcess:
+    """`lab ARGS` in this process (typer's CliRunner on lab.cli's app, this checkout's lab/) in `cwd`, for refusal
+    tables where a subprocess per case costs a Python start-up; returned as a CompletedProcess for the same asserts."""
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+
+    env = env or run_env()
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(app, list(args), input=stdin or "", catch_exceptions=False,
+                                    env={**dict.fromkeys(os.environ), **env})  # None: unset, as in a fresh process
+    return subprocess.CompletedProcess(["lab", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def tiny_train(workspace: Path, *edits: tuple[str, str]) -> None:

@@ -7,14 +7,10 @@ from pathlib import Path
 import typer
 
 from lab import gitx, names, tables, taxonomy
+from lab.commands.common import fail, root
 from lab.guard import history, meta
 
 meta_app = typer.Typer(help="Meta mode: when frozen files may change.", no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.echo(message, err=True)
-    raise typer.Exit(2)
 
 
 def check(
@@ -22,16 +18,15 @@ def check(
     branch: str = typer.Option("", help="Branch the commits were made on; default: the range's tip branch, else the current one."),
 ) -> None:
     """Check commits and uncommitted frozen-file changes against the rules (exit 1 on any violation)."""
+    cwd, where = Path.cwd(), root("lab check")
     try:
-        cwd = Path.cwd()
-        root = gitx.root_checkout(cwd)
         rev_range = revisions or f"{names.MAIN}..HEAD"
         tip = rev_range.rsplit("..", 1)[-1]
         branch = branch or (tip if tip and gitx.git("branch", "--list", tip, cwd=cwd) else gitx.branch(cwd))
         commits, problems = history.problems_in(cwd, rev_range, branch)
     except gitx.GitError as e:
-        _fail(f"lab check: {e}")
-    state = meta.status(root)
+        fail(f"lab check: {e}", 2)
+    state = meta.status(where)
     if not state.on:
         drift = gitx.drift(cwd, "HEAD", taxonomy.patterns_of("FROZEN"))
         problems += [f"uncommitted: {path} is FROZEN and differs from HEAD (restore it: `git checkout -- {path}`)" for path in drift]
@@ -50,8 +45,4 @@ def show_taxonomy() -> None:
 @meta_app.command("status")
 def meta_status() -> None:
     """Say whether META_MODE is on, and why."""
-    try:
-        root = gitx.root_checkout(Path.cwd())
-    except gitx.GitError as e:
-        _fail(f"lab meta: {e}")
-    typer.echo(f"META_MODE {meta.status(root).reason}")
+    typer.echo(f"META_MODE {meta.status(root('lab meta')).reason}")

@@ -11,19 +11,10 @@ from pathlib import Path
 import typer
 
 from lab import tables
-from lab.loop import ideas
 from lab.commands.common import fail, root
+from lab.loop import ideas
 
 app = typer.Typer(help="Ideas (1_ideas/): propose, critique, rate; the loop's first two steps.", no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    fail(f"lab idea: {message}")
-
-
-def _root() -> Path:
-    """The root checkout: ideas live there even when the command runs in a worktree."""
-    return root("lab idea")
 
 
 @app.command()
@@ -33,9 +24,9 @@ def new(
 ) -> None:
     """Create 1_ideas/{date}_{slug}.md from the template (status proposed) and print its path."""
     try:
-        idea = ideas.new(_root(), slug, title)
+        idea = ideas.new(root("lab idea"), slug, title)
     except ValueError as e:  # IdeaError and SlugError
-        _fail(str(e))
+        fail(f"lab idea: {e}")
     typer.echo(idea.path)
 
 
@@ -43,9 +34,9 @@ def new(
 def list_ideas() -> None:
     """One line per idea: status, rating, slug, title; by status, then best rating first."""
     try:
-        found = ideas.all_ideas(_root())
+        found = ideas.all_ideas(root("lab idea"))
     except ideas.IdeaError as e:
-        _fail(str(e))
+        fail(f"lab idea: {e}")
     if not found:
         typer.echo("no ideas yet (`lab idea new SLUG --title …`)")
         return
@@ -59,10 +50,10 @@ def list_ideas() -> None:
 def show(slug: str = typer.Argument(..., help="The idea's slug.")) -> None:
     """Print the idea file."""
     try:
-        idea = ideas.find(_root(), slug)
+        idea = ideas.find(root("lab idea"), slug)
         text = idea.path.read_text(encoding="utf-8")
     except ideas.IdeaError as e:
-        _fail(str(e))
+        fail(f"lab idea: {e}")
     typer.echo(text, nl=False)
 
 
@@ -112,13 +103,13 @@ def critique(
 ) -> None:
     """Print the critic's prompt; append a critique under ## Critique from --with CMD (run on it) or --from FILE."""
     try:
-        root = _root()
-        idea = ideas.find(root, slug)
+        where = root("lab idea")  # ideas live in the root checkout, also when run in a worktree
+        idea = ideas.find(where, slug)
         prompt = ideas.critique_prompt(idea)
         if command and source:
             raise ideas.IdeaError("--with and --from both given: the critique comes from one of them")
         if source:
-            idea = ideas.append_critique(root, slug, _read_answer(source))
+            idea = ideas.append_critique(where, slug, _read_answer(source))
             typer.echo(f"{idea.path}: critique appended from {source}, status {idea.status}; "
                        f"now `lab idea rate {slug} N` (1-5)")
             return
@@ -132,9 +123,9 @@ def critique(
         if not argv:
             raise ideas.IdeaError("--with is blank: pass a command, e.g. --with 'claude -p'")
         # The idea file is read again after the critic ran, so edits made meanwhile are kept.
-        idea = ideas.append_critique(root, slug, _run_critic(argv, prompt, root, timeout_s))
+        idea = ideas.append_critique(where, slug, _run_critic(argv, prompt, where, timeout_s))
     except ideas.IdeaError as e:
-        _fail(str(e))
+        fail(f"lab idea: {e}")
     typer.echo(f"{idea.path}: critique appended, status {idea.status}; now `lab idea rate {slug} N` (1-5)")
 
 
@@ -148,9 +139,9 @@ def rate(
         # Parsed here rather than by typer so a bad value gets the same one-line error as the rest.
         if not (rating.isascii() and rating.strip().isdigit()):
             raise ideas.IdeaError(f"rating {rating!r} for '{slug}' is not an integer 1-5 (5 = run it first)")
-        idea = ideas.rate(_root(), slug, int(rating))
+        idea = ideas.rate(root("lab idea"), slug, int(rating))
     except ideas.IdeaError as e:
-        _fail(str(e))
+        fail(f"lab idea: {e}")
     typer.echo(f"{idea.slug}: rating {idea.rating}")
 
 
@@ -161,11 +152,7 @@ def set_status(
 ) -> None:
     """Set the idea's status (e.g. dropped, with one line why in the file)."""
     try:
-        idea = ideas.set_status(_root(), slug, status)
+        idea = ideas.set_status(root("lab idea"), slug, status)
     except ideas.IdeaError as e:
-        _fail(str(e))
+        fail(f"lab idea: {e}")
     typer.echo(f"{idea.slug}: status {idea.status}")
-
-
-if __name__ == "__main__":
-    app()

@@ -8,19 +8,10 @@ from pathlib import Path
 import typer
 
 from lab import gitx
+from lab.commands.common import fail, root
 from lab.loop import journal
 
 app = typer.Typer(help="The research journal (RESEARCH_JOURNAL.md), newest entry on top.", no_args_is_help=True)
-
-
-@app.callback()
-def _group() -> None:
-    """The research journal (RESEARCH_JOURNAL.md), newest entry on top."""  # keeps `add` a subcommand
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"lab journal: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -32,22 +23,20 @@ def add(
 ) -> None:
     """Add a dated entry at the top of the ROOT checkout's journal (also from a worktree)."""
     if body is not None and source is not None:
-        _fail("--body and --from both given: the entry's text comes from one of them")
+        fail("lab journal: --body and --from both given: the entry's text comes from one of them")
     if source is not None:
         try:
             body = source.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            _fail(f"--from {source}: cannot read it ({e.strerror if isinstance(e, OSError) else e})")
+            fail(f"lab journal: --from {source}: cannot read it ({e.strerror if isinstance(e, OSError) else e})")
     if body is None:
         if sys.stdin.isatty():
-            _fail(f"no body: pass --body TEXT or pipe it on stdin, written as {journal.FORMAT}")
+            fail(f"lab journal: no body: pass --body TEXT or pipe it on stdin, written as {journal.FORMAT}")
         body = sys.stdin.read()
+    where = root("lab journal")
     try:
-        entry = journal.add(gitx.root_checkout(Path.cwd()), title, body)
+        entry = journal.add(where, title, body)
     except (gitx.GitError, journal.JournalError) as e:
-        _fail(str(e))
+        fail(f"lab journal: {e}")
     typer.echo(entry.splitlines()[0])
 
-
-if __name__ == "__main__":
-    app()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lab import gitx, ledger
+from lab.commands.common import fail
 from lab.grader import protect
 
 app = typer.Typer(help="Read and validate the ledger (results.tsv).", no_args_is_help=True)
@@ -16,7 +17,7 @@ def _path(path: Path | None) -> Path:
     try:
         return path or ledger.ledger_path()
     except gitx.GitError as e:
-        raise typer.BadParameter(str(e)) from None
+        fail(f"lab ledger: {e}", 2)
 
 
 @app.command()

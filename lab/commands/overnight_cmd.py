@@ -7,8 +7,8 @@ import signal
 import typer
 
 from lab import gitx
-from lab.loop import overnight as core
 from lab.commands.common import fail, root
+from lab.loop import overnight as core
 
 
 def overnight(

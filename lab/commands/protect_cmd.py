@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lab.grader import protect
 from lab.commands.common import fail
+from lab.grader import protect
 
 
 def protect_(

@@ -11,9 +11,9 @@ import typer
 from typer.core import TyperGroup
 
 from lab import gitx, jobs, ledger
+from lab.commands.common import fail, root
 from lab.queue import pueue
 from lab.queue import queue as core
-from lab.commands.common import fail, root
 
 
 class _AddByDefault(TyperGroup):
@@ -29,14 +29,6 @@ app = typer.Typer(cls=_AddByDefault, no_args_is_help=True, add_completion=False,
                   help="Queue labelled GPU jobs on pueue: `lab queue SLUG --q … --h …`, `lab queue status`.")
 
 
-def _root() -> Path:
-    return root("lab queue")
-
-
-def _fail(where: str, e: Exception) -> None:
-    fail(f"{where}: {e}")
-
-
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def add(
     slug: str = typer.Argument(..., help="The experiment (its worktree 5_worktrees/SLUG), or `main` for the baseline."),
@@ -48,13 +40,13 @@ def add(
     foreground: bool = typer.Option(False, "--foreground", help="Run the jobs here and now, one after another, without pueue."),
 ) -> None:
     """Add one pueue job per seed: `just eval --seed N` in the slug's checkout, after `just smoke` passed on its HEAD."""
-    where = _root()
+    where = root("lab queue")
     try:
         added = core.add(where, slug, question, hypothesis, seeds, after, eval_args or [], foreground)
     except (core.QueueError, pueue.PueueError, gitx.GitError, ledger.LedgerError, ValueError) as e:
         if isinstance(e, pueue.NotInstalled):
             fail(f"lab queue: {e}; or run the job now without the queue: add --foreground")
-        _fail("lab queue", e)
+        fail(f"lab queue: {e}")
     if added and added[0]["predicted_delta"] is None:
         typer.echo(f"warning: no number in --h {added[0]['hypothesis']!r}: the predicted delta stays empty", err=True)
     if not foreground:
@@ -68,7 +60,7 @@ def add(
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="One JSON object per job, in a list.")) -> None:
     """This workspace's jobs: label, state, runtime, result, and the row's val_bpb and delta vs predicted."""
-    where = _root()
+    where = root("lab queue")
     found, added, warnings, rows = _watch(where, "lab queue status")
     described = core.describe(where, found, rows)
     if as_json:
@@ -103,7 +95,7 @@ def _watch(where: Path, prefix: str) -> tuple[list, list, list, list]:
         found, added, warnings = core.watch(where)
         rows, _ = ledger.read(ledger.ledger_path(where))
     except (core.QueueError, pueue.PueueError, ledger.LedgerError, ValueError) as e:
-        _fail(prefix, e)
+        fail(f"{prefix}: {e}")
     return found, added, warnings, rows
 
 
@@ -112,7 +104,7 @@ def wait(
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds (exit 124)."),
 ) -> None:
     """Block until the jobs finish, then print one line each; exit 1 unless every one has an ok row."""
-    where = _root()
+    where = root("lab queue")
     found, _, _, rows = _watch(where, "lab wait")
     mine = {j.task.id for j in found}
     unknown = [i for i in ids or [] if i not in mine]
@@ -127,7 +119,7 @@ def wait(
     try:
         stuck = core.blocked(found, targets, pueue.groups())
     except pueue.PueueError as e:
-        _fail("lab wait", e)
+        fail(f"lab wait: {e}")
     for why in stuck.values():
         typer.echo(f"warning: {why}; not waiting for it", err=True)
     started = time.monotonic()
@@ -135,7 +127,7 @@ def wait(
     try:
         finished = core.wait(waiting, timeout) if waiting else True
     except pueue.PueueError as e:
-        _fail("lab wait", e)
+        fail(f"lab wait: {e}")
     for task, run_id in orphans.items():
         if finished and task in targets:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
@@ -157,4 +149,4 @@ def setup(slots: int | None = typer.Option(None, "--slots", help="Slots of the `
     except pueue.NotInstalled as e:
         typer.echo(f"lab setup: {e}. Until then `lab queue SLUG … --foreground` runs jobs without a queue.")
     except (core.QueueError, pueue.PueueError) as e:
-        _fail("lab setup", e)
+        fail(f"lab setup: {e}")

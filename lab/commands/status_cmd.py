@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import typer
 
 from lab import gitx
+from lab.commands.common import fail, root
 from lab.loop import overnight
 from lab.loop import status as core
-from lab.commands.common import fail, root
-
-
-def _root() -> Path:
-    return root("lab")
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
     """Meta mode, ideas, worktrees, baseline, verdicts, proposed merges, latest runs, warnings and the next step."""
     s = _summary()
-    night = overnight.status_line(_root())
+    night = overnight.status_line(root("lab"))
     if as_json:
         typer.echo(json.dumps(asdict(s) | {"overnight": night}, indent=2))
         return
@@ -50,7 +45,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
 
 def _summary() -> core.Summary:
     try:
-        return core.summarize(_root())
+        return core.summarize(root("lab"))
     except (ValueError, gitx.GitError) as e:
         fail(f"lab: {e}")
 
@@ -64,6 +59,6 @@ def next_(as_json: bool = typer.Option(False, "--json", help="kind, say and comm
 def digest() -> None:
     """What to read at the start of every cycle (at most 4,000 characters)."""
     try:
-        typer.echo(core.digest(_root()), nl=False)
+        typer.echo(core.digest(root("lab")), nl=False)
     except (ValueError, gitx.GitError) as e:
         fail(f"lab: {e}")

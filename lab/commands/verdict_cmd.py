@@ -10,19 +10,15 @@ from pathlib import Path
 import typer
 
 from lab import gitx, ledger, names, runs
+from lab.commands.common import fail, root
 from lab.grader import protect
 from lab.judge import verdicts
 from lab.loop import ideas, status
 from lab.queue import pueue
 from lab.queue import queue as q
-from lab.commands.common import fail, root
 
 MIN_EFFECT = typer.Option(0.0, "--min-effect",
                           help="The smallest val_bpb gain worth keeping (a keep must beat the baseline by this much).")
-
-
-def _root() -> Path:
-    return root("lab")
 
 
 def _rows(where: Path) -> list[dict]:
@@ -41,7 +37,7 @@ def baseline(
     foreground: bool = typer.Option(False, "--foreground", help="Run them here and now, not in the queue."),
 ) -> None:
     """Run the unmodified baseline N more times: queued when pueue runs here, else in the foreground."""
-    where = _root()
+    where = root("lab")
     question, hypothesis = "what is the noise floor of the baseline?", "expect 0 (same code, another seed)"
     if not foreground:
         try:
@@ -62,7 +58,7 @@ def baseline(
 
 def noise(as_json: bool = typer.Option(False, "--json")) -> None:
     """The baseline's mean, std and minimum detectable effect, from comparable ok rows only."""
-    where = _root()
+    where = root("lab")
     n = verdicts.noise(_rows(where), runs.main_train_sha(where))
     if n is None:
         fail(f"lab noise: no ok baseline rows yet: run `just baseline` ({verdicts.LOOKS[0]} seeds of the unmodified baseline)")
@@ -83,7 +79,7 @@ def verdict(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """keep / discard / inconclusive (run K more seeds), from Welch's interval against the baseline's seeds."""
-    where = _root()
+    where = root("lab")
     try:
         v = verdicts.verdict(_rows(where), slug, min_effect=min_effect, train_sha=runs.main_train_sha(where))
     except verdicts.VerdictError as e:
@@ -93,7 +89,7 @@ def verdict(
 
 def calibration(as_json: bool = typer.Option(False, "--json")) -> None:
     """Predicted vs observed delta per idea and overall: sign agreement, absolute error, inside the range."""
-    where = _root()
+    where = root("lab")
     predictions = {i.slug: ideas.prediction(i) for i in ideas.all_ideas(where)}  # text; parsed by verdicts
     try:
         c = verdicts.calibration(_rows(where), predictions, train_sha=runs.main_train_sha(where))
@@ -118,7 +114,7 @@ def plot(out: Path = typer.Option(Path("9_reports/progress.png"), "--out", help=
     """Draw every run over time, the baseline band and the best-so-far frontier into a PNG (git ignores it)."""
     from lab.judge import plot as drawing  # matplotlib only for this command
 
-    where = _root()
+    where = root("lab")
     path = out if out.is_absolute() else where / out
     rows = _rows(where)
     train_sha = runs.main_train_sha(where)
@@ -134,7 +130,7 @@ def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effe
     """Merge exp/SLUG into main (human or meta mode): needs verdict keep and a clean `lab check`; tags the baseline."""
     from lab.judge import merge as merging
 
-    where = _root()
+    where = root("lab")
     try:
         commit, tag, _ = merging.merge(where, slug, min_effect)
     except (merging.MergeError, verdicts.VerdictError, gitx.GitError) as e:

@@ -1,7 +1,7 @@
 """Tests for lab/loop/ideas.py and `lab idea …` (lab/commands/idea_cmd.py): the idea files of the loop.
 
 What they test, on real files in a throwaway git checkout of this workspace and real `lab idea` processes
-(`python -m lab.commands.idea_cmd`, no mocks):
+(`python -m lab.cli idea`; the refusals in-process through conftest.lab_in_process; no mocks):
   * `new` writes 1_ideas/{date}_{slug}.md from the template with its front matter and heading filled,
     into the ROOT checkout also when run from a worktree;
   * `list` order (status, then rating best first, then slug) and alignment; `show`; the critic prompt;
@@ -12,8 +12,8 @@ What they test, on real files in a throwaway git checkout of this workspace and 
     titles; near-duplicate slugs; unknown slugs; ratings 0, 6, x; unknown statuses; malformed files):
     one line on stderr, exit code non-zero, and the workspace's files byte-identical.
 
-Cost: about 15 s for 42 tests on a 2-core machine (a throwaway workspace each, and Python start-up of ~60
-subprocesses); fast set (no test here is marked slow); needs
+Cost: about 10 s for 42 tests on a 2-core machine (a throwaway workspace each, and Python start-up of ~15
+subprocesses: the refusals run in-process); fast set (no test here is marked slow); needs
 `git`, writes only under pytest's tmp_path, needs no GPU and no network.
 
 Run:  just test tests/cli/test_ideas.py
@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import git, make_workspace, run_env
+from conftest import git, lab_in_process, make_workspace, run_env
 
 from lab.loop import ideas
 
@@ -48,7 +48,7 @@ def ws(tmp_path: Path) -> Path:
 
 def lab(ws: Path, *args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """`lab idea ARGS` as a real process in the workspace, importing the workspace's own lab/."""
-    return subprocess.run([sys.executable, "-m", "lab.commands.idea_cmd", *args], cwd=cwd or ws,
+    return subprocess.run([sys.executable, "-m", "lab.cli", "idea", *args], cwd=cwd or ws,
                           env=run_env(PYTHONPATH=str(ws)), capture_output=True, text=True, timeout=timeout)
 
 
@@ -64,9 +64,9 @@ def snapshot(ws: Path) -> dict[str, bytes]:
 
 
 def refused(ws: Path, *args: str, says: str) -> str:
-    """Run `lab idea ARGS`, expect a one-line error containing `says`, and that nothing was written."""
+    """Run `lab idea ARGS` (in-process), expect a one-line error containing `says`, and that nothing was written."""
     before = snapshot(ws)
-    proc = lab(ws, *args)
+    proc = lab_in_process("idea", *args, cwd=ws)
     assert proc.returncode != 0, proc.stdout
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

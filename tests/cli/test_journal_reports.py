@@ -1,7 +1,8 @@
 """Tests for `lab journal add` (lab/loop/journal.py) and `lab report SLUG` (lab/loop/reports.py).
 
 What they test, in real temp workspaces (conftest.make_workspace) with a real `git worktree`, real ledger rows
-(lab.ledger.append) and real idea files (lab.loop.ideas.new), running the commands as subprocesses:
+(lab.ledger.append) and real idea files (lab.loop.ideas.new), running the commands as subprocesses
+(the refusal tables in-process, conftest.lab_in_process):
   * journal add from the root and from a worktree lands at the top of the ROOT journal; preamble and older
     entries stay byte-identical (rules.journal_problem passes); body from --body and from stdin;
   * refusals (missing Observation/Inference, empty, multi-line or long title, empty body, unknown run id,
@@ -11,7 +12,7 @@ What they test, in real temp workspaces (conftest.make_workspace) with a real `g
     and the difference of means, the prediction quoted; done -> reported; refusals (unknown slug, no rows,
     existing report) are one line, non-zero, and write nothing.
 
-Cost: about 12 s on a 2-core machine (Python start-up of ~35 subprocesses); fast set; needs `git`, no GPU, no network;
+Cost: about 8 s on a 2-core machine (Python start-up of ~14 subprocesses); fast set; needs `git`, no GPU, no network;
 writes only under pytest's tmp_path.
 
 Run:  just test tests/cli/test_journal_reports.py
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, run_env
+from conftest import git, lab_in_process, make_workspace, run_env
 from lab import journal_format, ledger, runs
 from lab.guard import rules
 from lab.judge import verdicts
@@ -66,9 +67,9 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
-def lab(module: str, *args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m lab.commands.{module} ARGS` in `cwd` (stdin: the text, or empty when None)."""
-    return subprocess.run([sys.executable, "-m", f"lab.commands.{module}", *args], cwd=cwd, env=run_env(),
+def lab(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m lab.cli ARGS` in `cwd` (stdin: the text, or empty when None)."""
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=cwd, env=run_env(),
                           input=stdin or "", capture_output=True, text=True, timeout=60)
 
 
@@ -102,14 +103,14 @@ def new_idea(root: Path, slug: str = "wider", status: str = "done",
 def test_add_from_root_and_worktree_lands_on_top_of_root_journal(ws: Path) -> None:
     path = ws / JOURNAL
     original = path.read_bytes()
-    first = lab("journal_cmd", "add", "wider seed 0", "--body", BODY, cwd=ws)
+    first = lab("journal", "add", "wider seed 0", "--body", BODY, cwd=ws)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("## ") and first.stdout.strip().endswith("— wider seed 0")
     after_first = path.read_bytes()
 
     tree = ws / "5_worktrees" / "wider"
     body = f"Observation: {RUN_B} gave 1.52 (run:{RUN_A} gave 1.50).\nInference: not distinguishable from noise."
-    second = lab("journal_cmd", "add", "from the worktree", cwd=tree, stdin=body)
+    second = lab("journal", "add", "from the worktree", cwd=tree, stdin=body)
     assert second.returncode == 0, second.stderr
     new = path.read_bytes()
 
@@ -144,7 +145,7 @@ def test_add_from_root_and_worktree_lands_on_top_of_root_journal(ws: Path) -> No
 ])
 def test_add_refuses_bad_input_and_writes_nothing(ws: Path, title: str, body: str, expect: str) -> None:
     before = snapshot(ws)
-    message = refused(lab("journal_cmd", "add", title, cwd=ws, stdin=body))
+    message = refused(lab_in_process("journal", "add", title, cwd=ws, stdin=body))
     assert expect in message
     assert snapshot(ws) == before
 
@@ -152,7 +153,7 @@ def test_add_refuses_bad_input_and_writes_nothing(ws: Path, title: str, body: st
 def test_add_without_body_on_a_terminal_says_how_to_give_one(ws: Path) -> None:
     main, tty = pty.openpty()  # stdin is a terminal: no body is coming
     try:
-        proc = subprocess.run([sys.executable, "-m", "lab.commands.journal_cmd", "add", "t"], cwd=ws, env=run_env(),
+        proc = subprocess.run([sys.executable, "-m", "lab.cli", "journal", "add", "t"], cwd=ws, env=run_env(),
                               stdin=tty, capture_output=True, text=True, timeout=60)
     finally:
         os.close(main)
@@ -161,11 +162,11 @@ def test_add_without_body_on_a_terminal_says_how_to_give_one(ws: Path) -> None:
 
 
 def test_add_body_option_wins_over_stdin_and_unknown_ids_are_all_named(ws: Path) -> None:
-    proc = lab("journal_cmd", "add", "t", "--body", BODY, cwd=ws, stdin="ignored")
+    proc = lab("journal", "add", "t", "--body", BODY, cwd=ws, stdin="ignored")
     assert proc.returncode == 0, proc.stderr
     assert b"ignored" not in (ws / JOURNAL).read_bytes()
     body = f"**Observation:** {RUN_A}, 20261123-000000-aaaa and run:ghost.\n**Inference:** none."
-    message = refused(lab("journal_cmd", "add", "t", "--body", body, cwd=ws))
+    message = refused(lab("journal", "add", "t", "--body", body, cwd=ws))
     assert "20261123-000000-aaaa, ghost" in message and RUN_A not in message.split(" not in ")[0]
 
 
@@ -198,7 +199,7 @@ def test_add_to_a_journal_without_entries_goes_below_the_preamble(tmp_path: Path
 
 def test_eight_concurrent_adds_all_land_and_the_journal_stays_valid(ws: Path) -> None:
     original = (ws / JOURNAL).read_bytes()
-    procs = [subprocess.Popen([sys.executable, "-m", "lab.commands.journal_cmd", "add", f"writer {i}", "--body", BODY],
+    procs = [subprocess.Popen([sys.executable, "-m", "lab.cli", "journal", "add", f"writer {i}", "--body", BODY],
                               cwd=ws, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(8)]
     for proc in procs:
@@ -231,7 +232,7 @@ def test_report_prefills_runs_baseline_means_and_prediction(ws: Path) -> None:
     ledger.append(make_row(run_id="base-crash", slug="main", status="crash", reason="x", val_bpb=None), results)
     ledger.append(make_row(run_id="other-slug", slug="deeper", val_bpb=1.4), results)
 
-    proc = lab("report_cmd", "wider", cwd=ws / "5_worktrees" / "wider")
+    proc = lab("report", "wider", cwd=ws / "5_worktrees" / "wider")
     assert proc.returncode == 0, proc.stderr
     path = Path(proc.stdout.strip())
     assert path.parent == ws / "9_reports" and path.name.endswith("_wider.md")
@@ -287,6 +288,6 @@ def test_report_refusals_are_one_line_and_write_nothing(ws: Path, case: str, exp
     if case == "existing":
         (ws / "9_reports" / "2026-01-01_wider.md").write_text("# an earlier report\n")
     before = snapshot(ws)
-    message = refused(lab("report_cmd", slug, cwd=ws))
+    message = refused(lab_in_process("report", slug, cwd=ws))
     assert expect in message
     assert snapshot(ws) == before

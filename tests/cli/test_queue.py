@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
+from conftest import git, lab_in_process, make_workspace, path_without_pueue, run_env, tiny_train
 from lab import jobs, ledger, runs
 from lab.loop import ideas
 from lab.queue import pueue, queue
@@ -287,7 +287,7 @@ def test_bad_queue_input_is_one_line_and_queues_nothing(workspace, args, needle)
                       git("rev-parse", "HEAD", cwd=tree).strip(), 1.0)
     slug, rest = args[0], args[1:]
     dash = rest.index("--") if "--" in rest else len(rest)
-    proc = lab(workspace, "queue", slug, "--q", Q, "--h", H, "--foreground", *rest[:dash], *rest[dash:])
+    proc = lab_in_process("queue", slug, "--q", Q, "--h", H, "--foreground", *rest[:dash], *rest[dash:], cwd=workspace)
     assert proc.returncode != 0 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not list((workspace / jobs.QUEUE_DIR).glob("*.json"))
     assert rows_of(workspace) == []

@@ -13,8 +13,8 @@ What they test, in real temp workspaces (conftest.make_workspace: real git, real
   * concurrent starts of one idea make one worktree (start and finish hold a lock on .git);
   * listing 20 worktrees reads the ledger once and spends at most 2 git calls per worktree.
 
-Cost: about 10 s on a 2-core machine (most of it Python start-up for ~25 CLI subprocesses); fast set; needs `git`
-(>= 2.31) on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
+Cost: about 10 s on a 2-core machine (most of it git, and Python start-up for ~10 CLI subprocesses: the 14 refusals
+run in-process); fast set; needs `git` (>= 2.31) on PATH, writes only under pytest's tmp_path, needs no GPU and no network.
 
 Run:  just test tests/cli/test_worktrees.py
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_workspace, run_env
+from conftest import git, lab_in_process, make_workspace, run_env
 from lab import ledger
 from lab.loop import ideas, worktrees
 
@@ -51,8 +51,8 @@ def idea(root: Path, slug: str, title: str, critique: bool = True) -> None:
 
 
 def lab(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`python -m lab.commands.worktree_cmd ARGS` in the workspace (or `cwd`), with the workspace's lab/."""
-    return subprocess.run([sys.executable, "-m", "lab.commands.worktree_cmd", *args], cwd=cwd or root,
+    """`python -m lab.cli ARGS` in the workspace (or `cwd`), with the workspace's lab/."""
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=cwd or root,
                           env=run_env(), capture_output=True, text=True)
 
 
@@ -109,7 +109,7 @@ def test_start_api_returns_the_worktree(ws: Path) -> None:
 
 def test_concurrent_starts_make_one_worktree(ws: Path) -> None:
     idea(ws, "wider-mlp", "Wider MLP (4x to 6x)")
-    cmd = [sys.executable, "-m", "lab.commands.worktree_cmd", "start", "wider-mlp"]
+    cmd = [sys.executable, "-m", "lab.cli", "start", "wider-mlp"]
     procs = [subprocess.Popen(cmd, cwd=ws, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
     results = [(p.wait(), p.stderr.read()) for p in procs]
@@ -298,7 +298,7 @@ REFUSALS = {
 def test_bad_input_is_one_line_nonzero_and_changes_nothing(ws: Path, args, setup, needle) -> None:
     setup(ws)
     before = state(ws)
-    out = lab(ws, *args)
+    out = lab_in_process(*args, cwd=ws)
     assert out.returncode != 0
     assert out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
