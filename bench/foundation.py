@@ -42,7 +42,7 @@ def main() -> None:
         smoke_status = next(line.split()[1] for line in smoke.stdout.splitlines() if line.startswith("status:"))
         print(f"{'just smoke (wall)':42s} {smoke_s:7.1f} s   status {smoke_status}   target <= 60 s on 2 CPU cores")
         print(f"{'just eval --budget-s 30 (wall)':42s} {eval_s:7.1f} s   status {rows[0]['status']}   val_bpb {rows[0]['val_bpb']}")
-        for i, (row, secs) in enumerate(zip(rows[1:], runs), 1):
+        for i, (row, secs) in enumerate(zip(rows[1:], runs, strict=False), 1):
             print(f"{f'just eval --max-steps 20 --seed 7 (#{i})':42s} {secs:7.1f} s   status {row['status']}   val_bpb {row['val_bpb']}")
         same = len(rows) == 3 and rows[1]["val_bpb"] == rows[2]["val_bpb"]
         print(f"rows appended: {len(rows)} (expected 3), ledger problems: {len(problems)}, "

@@ -14,7 +14,6 @@ defaults N=3, ROUNDS=2, SOURCE=/usr/lib/python3.X).
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,8 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from lab import ledger  # noqa: E402
 from protected import Protected  # noqa: E402
+
+from lab import ledger  # noqa: E402
 
 
 def main() -> None:

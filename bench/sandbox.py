@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab import ledger
+from lab import ledger  # noqa: E402
 from lab.grader import sandbox  # noqa: E402
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab import ledger
+from lab import ledger  # noqa: E402
 from lab.judge import verdicts  # noqa: E402
 
 DEFAULT_MEAN, DEFAULT_STD = 2.0, 0.01

@@ -109,7 +109,7 @@ def staged_changes(cwd: Path | str = ".") -> list[tuple[str, bytes | None, bytes
     names = _names(["--cached", base], cwd)
     old = blobs([f"{base}:{n}" for n in names], cwd) if base == "HEAD" else [None] * len(names)
     new = blobs([f":{n}" for n in names], cwd)
-    return list(zip(names, old, new))
+    return list(zip(names, old, new, strict=True))
 
 
 def commit_changes(commit: str, cwd: Path | str = ".") -> list[tuple[str, bytes | None, bytes | None]]:
@@ -118,7 +118,7 @@ def commit_changes(commit: str, cwd: Path | str = ".") -> list[tuple[str, bytes 
     base = parents[0] if parents else EMPTY_TREE
     names = _names([base, commit], cwd)
     old = blobs([f"{base}:{n}" for n in names], cwd) if parents else [None] * len(names)
-    return list(zip(names, old, blobs([f"{commit}:{n}" for n in names], cwd)))
+    return list(zip(names, old, blobs([f"{commit}:{n}" for n in names], cwd), strict=True))
 
 
 def drift(checkout: Path | str, rev: str, pathspecs: list[str]) -> list[str]:

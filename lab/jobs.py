@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lab import files, gitx, ledger, taxonomy
@@ -36,7 +36,7 @@ def file_sha(path: Path) -> str:
 
 def new_run_id(now: datetime | None = None) -> str:
     """A fresh run id: UTC time to the second and 4 random hex digits (sorts by time, unique in practice)."""
-    return (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def pin_gpu(env: dict[str, str], gpus: int) -> str | None:

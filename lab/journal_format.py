@@ -6,6 +6,7 @@ journals, so this lives at the top level and imports the standard library only.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import namedtuple
 from datetime import datetime
@@ -24,7 +25,7 @@ Entry = namedtuple("Entry", "heading when text")
 def parse(data: bytes) -> tuple[bytes, list[Entry]]:
     """Split a journal into its preamble and its dated entries, in file order (newest first)."""
     starts = [m.start() for m in HEADING.finditer(data)] + [len(data)]
-    return data[:starts[0]], [_entry(data[a:b]) for a, b in zip(starts, starts[1:])]
+    return data[:starts[0]], [_entry(data[a:b]) for a, b in itertools.pairwise(starts)]
 
 
 def _entry(text: bytes) -> Entry:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lab import gitx, jobs, ledger, names
 
+
 def device_column(device: str) -> str:
     """The row's `device`: 'cpu', or the GPU's name as nvidia-smi gives it (what a comparison must share)."""
     if not device.startswith("cuda"):

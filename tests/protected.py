@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import GIT_ENV, REPO, git, make_workspace, tiny_train
 
 ROOT_ONLY = "protected mode needs root (it creates users, a sudoers rule and root-owned installs); CI runs as root"

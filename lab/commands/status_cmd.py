@@ -24,7 +24,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
     typer.echo(f"META_MODE {s.meta}")
     typer.echo("ideas: " + ", ".join(f"{n} {k}" for k, n in s.ideas.items() if n) if any(s.ideas.values()) else "ideas: none yet")
     for t in s.worktrees:
-        typer.echo(f"worktree {t['slug']:24s} {t['branch']:28s} ahead {t['ahead']:3d}  {'dirty' if t['dirty'] else 'clean'}  rows {t['rows']}")
+        state = "dirty" if t["dirty"] else "clean"
+        typer.echo(f"worktree {t['slug']:24s} {t['branch']:28s} ahead {t['ahead']:3d}  {state}  rows {t['rows']}")
     typer.echo(core.baseline_line(s.baseline))
     typer.echo(core.best_line(s.best))
     for slug, line in s.effects.items():

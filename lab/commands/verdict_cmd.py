@@ -65,8 +65,9 @@ def noise(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         typer.echo(json.dumps(asdict(n), indent=1))
         return
-    mde = "n/a (needs 2 rows)" if n.mde is None else \
-        f"{n.mde:.4f} (planning formula at {n.n} vs {n.n} seeds, alpha {verdicts.ALPHA}/{len(verdicts.LOOKS)} per look, power {verdicts.POWER})"
+    mde = "n/a (needs 2 rows)" if n.mde is None else (
+        f"{n.mde:.4f} (planning formula at {n.n} vs {n.n} seeds, alpha {verdicts.ALPHA}/{len(verdicts.LOOKS)} per look, "
+        f"power {verdicts.POWER})")
     typer.echo(f"baseline: val_bpb {n.mean:.4f} ± {n.std:.4f} (sample std, n={n.n}); minimum detectable effect {mde}")
     typer.echo("comparable on: " + ", ".join(f"{k}={v}" for k, v in n.key.items()))
     if n.excluded:

@@ -181,7 +181,8 @@ def _check_sample_inputs(payload: bytes) -> None:
         value = torch.load(io.BytesIO(payload), weights_only=True)
     except Exception as e:
         raise RefusedArtifact(f"data/sample_inputs/model.pt is not a weights-only payload "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); torch would unpickle it as code") from None
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                              "torch would unpickle it as code") from None
     todo = [value]
     while todo:
         item = todo.pop()

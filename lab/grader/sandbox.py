@@ -143,7 +143,7 @@ def materialize(checkout: Path, commit: str | None, dest: Path, base: str | None
         if entry.mode not in ("100644", "100755", "120000"):
             raise Refused(f"{entry.path} has git mode {entry.mode}, which is not a file or a symlink")
     contents = _blobs(checkout, entries) if commit else (_read_working(checkout, e) for e in entries)
-    for entry, data in zip(entries, contents):
+    for entry, data in zip(entries, contents, strict=True):
         target = dest / entry.path
         target.parent.mkdir(parents=True, exist_ok=True)
         if entry.mode == "120000":
@@ -284,7 +284,8 @@ def command(argv: list[str], *, tree: Path, train_bin: Path, out_dir: Path, devi
             files: dict[str, Path] | None = None) -> list[str]:
     """The bwrap command line that runs `argv` (written with SRC, DATA and OUT paths) in the sandbox.
 
-    Raises Refused when a CUDA device's nodes cannot be found. `files` maps extra sandbox paths to host files bound read-only (e.g. eval's own type-check launcher).
+    Raises Refused when a CUDA device's nodes cannot be found. `files` maps extra sandbox paths to host files
+    bound read-only (e.g. eval's own type-check launcher).
     """
     env, gpu_args = environment(), []
     if device.startswith("cuda"):

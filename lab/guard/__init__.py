@@ -1,1 +1,1 @@
-"""The guard: the taxonomy's rules, META_MODE, the shell scanner, the agent hook and pre-commit. Standard library and lab's top level only: it runs on every agent tool call."""
+"""The guard: the taxonomy's rules, META_MODE, the shell scanner, the hook, pre-commit; stdlib and lab's top level only."""

@@ -13,7 +13,7 @@ import shlex
 import sys
 
 from lab import names, taxonomy
-from lab.guard import rules, meta
+from lab.guard import meta, rules
 
 EDIT_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
 SHELL_TOOLS = {"Bash", "shell", "exec_command", "local_shell", "container.exec"}

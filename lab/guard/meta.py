@@ -6,8 +6,8 @@ Runs inside agent hooks on every tool call: stdlib only; the one I/O is reading 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from collections import namedtuple
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from lab import journal_format

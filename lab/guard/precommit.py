@@ -9,7 +9,7 @@ if __package__ in (None, ""):  # run as a script with `python -I -S lab/guard/pr
     sys.path.append(str(Path(__file__).resolve().parents[2]))  # last: a json.py at the root shadows no standard module
 
 from lab import gitx
-from lab.guard import rules, meta  # noqa: E402
+from lab.guard import meta, rules
 
 
 def main() -> int:

@@ -5,8 +5,8 @@ Runs inside agent hooks on every tool call: stdlib only, no git, no I/O; callers
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from collections import namedtuple
+from collections.abc import Iterable
 from datetime import datetime
 
 from lab import journal_format, ledger, names
@@ -44,7 +44,7 @@ def journal_problem(old: bytes | None, new: bytes | None) -> str | None:
     if added < 0:
         gone = next((e for e in old_entries if e.text not in texts), old_entries[-1])
         return f"an earlier entry was deleted: '{gone.heading}' is missing"
-    for before, after in zip(old_entries, entries[added:]):  # old entries must be an exact suffix
+    for before, after in zip(old_entries, entries[added:], strict=False):  # old entries must be an exact suffix
         if before.text in texts and before.text != after.text:  # intact but shifted: text went in below it
             return f"new text is not at the top: it was inserted below entry '{before.heading}'"
         if before.text != after.text:
@@ -70,7 +70,7 @@ def ledger_problem(old: bytes | None, new: bytes | None) -> str | None:
             return "line 1: the header differs from ledger.HEADER"
         return _rows_problem(new[len(header):], first_line=2, what="line")
     if not new.startswith(old):
-        same = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        same = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
         line = old[:same].count(b"\n") + 1
         which = "line 1 (the header)" if line == 1 else f"line {line}"
         return f"{which} changed (rows are never edited or deleted)"

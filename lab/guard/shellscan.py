@@ -12,7 +12,6 @@ from collections import namedtuple
 
 from lab.guard.shelllex import MAX_DEPTH, Tok, Unparseable, lex
 
-
 # kind: "write" | "bypass" | "unparseable"; target: write: the path token as written ("?" = unknown),
 # bypass: the flag/assignment, unparseable: the command; why: the construct, e.g. "`sed -i`".
 # (namedtuple, not dataclass: dataclasses costs milliseconds to import on every hook call)

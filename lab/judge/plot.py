@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import statistics
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -78,7 +79,7 @@ class Timeline:
 
     def __init__(self, hours: list[float]):
         ts = sorted(set(hours))
-        steps = [b - a for a, b in zip(ts, ts[1:])]
+        steps = [b - a for a, b in itertools.pairwise(ts)]
         # Long runs (a 1 h budget) are spaced widely: only a pause several times the usual spacing is idle.
         self.min_gap = max(MIN_GAP_H, 4 * statistics.median(steps)) if steps else MIN_GAP_H
         groups = [[ts[0], ts[0]]]
@@ -93,7 +94,7 @@ class Timeline:
         # All cuts together take at most ~12% of the width, each at most 4%: weeks of nights stay readable.
         self.cut = busy * min(0.04, 0.12 / max(len(groups) - 1, 1))
         self.segments: list[tuple[float, float, float]] = []  # (first hour, last hour, x of first hour), padded
-        self.idle: list[float] = [c - b for (_, b), (c, _) in zip(groups, groups[1:])]  # hours between runs
+        self.idle: list[float] = [c - b for (_, b), (c, _) in itertools.pairwise(groups)]  # hours between runs
         x = 0.0
         for a, b in groups:
             self.segments.append((a - pad, b + pad, x))
@@ -114,7 +115,7 @@ class Timeline:
     def gaps(self) -> list[tuple[float, float, float]]:
         """(x left, x right, idle hours) of every cut."""
         return [(x0 + (b - a), x1, idle)
-                for (a, b, x0), (_, _, x1), idle in zip(self.segments, self.segments[1:], self.idle)]
+                for (a, b, x0), (_, _, x1), idle in zip(self.segments, self.segments[1:], self.idle, strict=False)]
 
     def ticks(self, max_ticks: int = 11) -> tuple[list[float], list[str]]:
         """Round clock times inside the segments; a tick names its date when the date changes."""
@@ -187,7 +188,7 @@ def _draw(fig, ax, strip, rows, kept, base, steps) -> None:
     for a in (ax, strip) if strip is not None else (ax,):
         a.grid(True, color="#e6e6e6", linewidth=0.8)
         a.set_axisbelow(True)
-        for left, right, idle in line.gaps():
+        for left, right, _idle in line.gaps():
             a.axvspan(left, right, facecolor="#f2f2f2", edgecolor="#bbbbbb", hatch="//", linewidth=0, zorder=0)
     for left, right, idle in line.gaps() if len(line.gaps()) <= 8 else []:  # more would be a wall of text
         ax.text((left + right) / 2, 0.98, f"{idle:.0f} h idle" if idle >= 1.5 else f"{idle * 60:.0f} min idle",
@@ -195,7 +196,7 @@ def _draw(fig, ax, strip, rows, kept, base, steps) -> None:
                 bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none"})
     handles: list = []
 
-    ok = [(x, r) for x, r in zip(xs, rows) if r["status"] == "ok"]
+    ok = [(x, r) for x, r in zip(xs, rows, strict=True) if r["status"] == "ok"]
     lo, hi, cap = _y_range([float(r["val_bpb"]) for _, r in ok], base)
     span = hi - lo
     ax.set_ylim(lo - span * 0.12, hi + span * 0.08)  # room under the best run for its label
@@ -214,7 +215,7 @@ def _draw(fig, ax, strip, rows, kept, base, steps) -> None:
     if steps:
         handles += _draw_frontier(ax, line, steps, base, kept, strip is not None)
     if strip is not None:
-        handles += _draw_failed(strip, [(x, r) for x, r in zip(xs, rows) if r["status"] != "ok"])
+        handles += _draw_failed(strip, [(x, r) for x, r in zip(xs, rows, strict=True) if r["status"] != "ok"])
     # Outside the axes, on the right: a legend must never cover a run.
     fig.legend([h for h, _ in handles], [label for _, label in handles], loc="outside right upper",
                fontsize=8.5, frameon=False)
@@ -315,7 +316,7 @@ def _label_frontier(ax, line: Timeline, xs: list[float], ys: list[float], steps:
     before = [base["mean"] if base else float("inf")] + ys[:-1]
     order = [len(steps) - 1] + sorted(range(len(steps) - 1), key=lambda i: ys[i] - before[i])
     # Boxes in points (left, bottom, right, top) a label must not cover: the frontier's circles, then labels.
-    placed = [(x * px - 6, y * py - 6, x * px + 6, y * py + 6) for x, y in zip(xs, ys)]
+    placed = [(x * px - 6, y * py - 6, x * px + 6, y * py + 6) for x, y in zip(xs, ys, strict=True)]
     for i in order:
         if i + 1 < len(steps) and steps[i + 1]["slug"] == steps[i]["slug"]:
             continue  # several seeds of one slug in a row: one label, on the lowest, which comes last

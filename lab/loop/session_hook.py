@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 
-from lab.loop import window
 from lab.guard.hook import find_checkout, root_of
+from lab.loop import window
 
 LAB_TIMEOUT_S = 40  # below the hook timeout in .claude/settings.json and .codex/ (60 s)
 

@@ -340,7 +340,8 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
     for r in flying:
         in_flight[r.get("slug", "")] = in_flight.get(r.get("slug", ""), 0) + 1
     shown = dict(list(verdict_of.items())[:SHOWN_VERDICTS])
-    summary = Summary(meta=meta.status(root).reason, mode=protect.mode_line(root), ideas=counts, worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
+    summary = Summary(meta=meta.status(root).reason, mode=protect.mode_line(root), ideas=counts,
+                      worktrees=[asdict(t) | {"path": str(t.path)} for t in trees],
                       runs=len(rows), latest=[_brief(r) for r in rows[-latest:]], baseline=baseline,
                       best=best_of(verdict_of), in_flight=in_flight, warnings=warnings,
                       verdicts={slug: v.reason for slug, v in shown.items()},

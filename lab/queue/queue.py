@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections import namedtuple
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lab import gitx, jobs, ledger, names, runs, slugs, taxonomy
@@ -85,7 +85,7 @@ def smoke_gate(root: Path, checkout: Path, eval_sha: str) -> str:
 
 def uncommitted_advice(loose: list[str], where: str) -> str:
     """What to do about uncommitted paths, without ever advising to commit a file that is not the agent's."""
-    shown = lambda paths: ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")  # noqa: E731
+    shown = lambda paths: ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
     frozen = [p for p in loose if set(taxonomy.classes_of(p)) & {"FROZEN", "HUMAN-ONLY"}]
     mine = [p for p in loose if p not in frozen]
     parts = []
@@ -319,7 +319,7 @@ def describe(root: Path, found: list[Job], rows: list[dict]) -> list[dict]:
     whether a job pueue calls Done still has a live eval.py and no row (`alive`: an orphan of a daemon
     restart, which pueue marked Killed)."""
     base = verdicts.noise(rows, runs.main_train_sha(root))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     for j in found:
         t, row = j.task, j.row

@@ -22,10 +22,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_env
-from lab.loop import overnight, window
 from test_overnight import LAB, hook, night, open_window, stop_payload
+
+from lab.loop import overnight, window
 
 CLIS = REPO / ".cache" / "agent-clis" / "node_modules"
 BIN = {"claude": CLIS / ".bin" / "claude", "codex": CLIS / ".bin" / "codex"}

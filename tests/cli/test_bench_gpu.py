@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, git, run_env, tiny_train
 
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-import gpu  # noqa: E402  (bench/gpu.py)
-import train  # noqa: E402
+import gpu
+
+import train
 
 
 def test_without_cuda_it_fails_loudly_in_one_line():

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import git, make_workspace, path_without_pueue, run_env, tiny_train
+
 from lab import ledger
 
 ROW = {"run_id": "r-1", "time": "2026-11-01T00:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,

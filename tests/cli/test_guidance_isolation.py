@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_env
+
 from lab import gitx, taxonomy
 
 HIDES = {
@@ -50,7 +50,8 @@ def hook(ws: Path, path: str) -> subprocess.CompletedProcess:
 def test_the_hook_ignores_a_poisoned_pycache_and_a_json_py_at_the_root(workspace):
     assert hook(workspace, "eval.py").returncode == 2
     fake = workspace / "fake_guard.py"
-    fake.write_text((workspace / "lab" / "guard" / "hook.py").read_text().replace("def main(", "def main(*_a, **_k):\n    return 0\n\ndef _real_main("))
+    real = (workspace / "lab" / "guard" / "hook.py").read_text()
+    fake.write_text(real.replace("def main(", "def main(*_a, **_k):\n    return 0\n\ndef _real_main("))
     cache = workspace / "lab" / "guard" / "__pycache__"
     cache.mkdir(exist_ok=True)
     py_compile.compile(str(fake), cfile=str(cache / "hook.cpython-311.pyc"), dfile=str(workspace / "lab" / "guard" / "hook.py"),

@@ -28,8 +28,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import git, lab_in_process, make_workspace, run_env
+
 from lab import journal_format, ledger, runs
 from lab.guard import rules
 from lab.judge import verdicts

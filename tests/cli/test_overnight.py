@@ -19,15 +19,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_env
+
 from lab import journal_format, ledger
 from lab.loop import window
 
 LAB = [sys.executable, "-m", "lab.cli"]
 # Appends one row of status $1, wall time $2 (val_bpb $3, seed $4) to the root ledger, as eval.py would for a run: a stand-in for a run.
 ROW = (f"{sys.executable} -c \"import sys; from pathlib import Path; from lab import jobs, ledger, runs; from lab.queue import queue; "
-       "root = Path.cwd(); job = runs.provenance(root, root, jobs.new_run_id(), int((sys.argv[4:] or [0])[0]), 60, None, 'cpu') | {'task': None}; "
+       "root = Path.cwd(); "
+       "job = runs.provenance(root, root, jobs.new_run_id(), int((sys.argv[4:] or [0])[0]), 60, None, 'cpu') | {'task': None}; "
        "row = queue.row_for(job, sys.argv[1], 'stand-in row', wall_s=float(sys.argv[2])); "
        "ok = {'val_bpb': float((sys.argv[3:] or [2.5])[0]), 'train_s': 1.0, 'steps': 1, 'tokens': 1, 'params': 1, 'peak_mem_mb': 1.0}; "
        "ledger.append(row | ok if sys.argv[1] == 'ok' else row, ledger.ledger_path(root))\"")

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import git, lab_in_process, make_workspace, path_without_pueue, run_env, tiny_train
+
 from lab import jobs, ledger, runs
 from lab.loop import ideas
 from lab.queue import pueue, queue

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_env, tiny_train
+from test_queue import H, Q, just, lab, rows_of
+
 from lab import jobs, ledger, procs, runs
 from lab.loop import ideas
 from lab.queue import pueue
-from test_queue import H, Q, just, lab, rows_of
 
 HAVE_PUEUE = bool(shutil.which("pueue") and shutil.which("pueued"))
 INSTALL = f"cargo install --locked pueue --version {pueue.TESTED_VERSION}"

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_env
+
 from lab import ledger, runs
 from lab.judge import verdicts
 from lab.loop import ideas, status
@@ -100,7 +100,8 @@ def test_digest_stays_under_4000_characters(workspace, n):
                           "slug": "main" if i % 2 else f"idea-{i % 40}"} for i in range(n)])
     journal = workspace / "RESEARCH_JOURNAL.md"
     head, _, rest = journal.read_text().partition("## 2026")
-    entries = "".join(f"## 2026-11-23 {i // 60 % 24:02d}:{i % 60:02d} — entry {i} " + "t" * 150 + "\n**Observation:** o\n**Inference:** i\n\n"
+    entries = "".join(f"## 2026-11-23 {i // 60 % 24:02d}:{i % 60:02d} — entry {i} " + "t" * 150
+                      + "\n**Observation:** o\n**Inference:** i\n\n"
                       for i in range(n))
     journal.write_text(head + entries + "## 2026" + rest)
     template = (workspace / "1_ideas" / "_TEMPLATE.md").read_text()

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import git, path_without_pueue, run_env, tiny_train
+
 from lab import ledger, runs
 
 ROW = {"run_id": "r", "time": "2026-11-23T09:00:00Z", "slug": "main", "branch": "main", "commit": "", "dirty": 0,

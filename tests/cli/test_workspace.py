@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, make_workspace, run_env
+
 from lab import ledger, taxonomy
 
 README = (REPO / "README.md").read_text()
@@ -141,7 +141,8 @@ def test_program_md_table_agrees_with_the_taxonomy():
     rows = program_table()
     assert len(rows) > 20
     for path, classes in rows:
-        assert classes == set(taxonomy.classes_of(path)), f"program.md says {path} is {classes}, taxonomy.json says {taxonomy.classes_of(path)}"
+        declared = set(taxonomy.classes_of(path))
+        assert classes == declared, f"program.md says {path} is {classes}, taxonomy.json says {declared}"
     listed = {path for path, _ in rows}
     assert set(taxonomy.paths()) <= listed, f"program.md's table lacks {set(taxonomy.paths()) - listed}"
     assert set(taxonomy.paths()) <= {path for path, _ in tree_entries()}, "README's tree lacks a declared path"

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git, lab_in_process, make_workspace, run_env
+
 from lab import ledger
 from lab.loop import ideas, worktrees
 

@@ -10,14 +10,15 @@ CPU trainings, one smoke, one data cache build). Run: `just test-all tests/e2e/t
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_env, tiny_train
+
 from lab import ledger, runs
 from lab.judge import verdicts
 
@@ -55,7 +56,7 @@ def test_a_literal_agent_walks_one_whole_iteration_and_moves_on(workspace, tmp_p
                                                    "REPORT", "JOURNAL", "FINISH", "IDEATE"], kinds
     assert steps[-1].get("stopped") and len(steps) < 30
     ran = [s["ran"] for s in steps if s["ran"]]
-    assert all(a != b for a, b in zip(ran, ran[1:])), f"a command ran twice in a row: {ran}"  # never loops
+    assert all(a != b for a, b in itertools.pairwise(ran)), f"a command ran twice in a row: {ran}"  # never loops
     assert ran[0] == "just eval --seed 0 --max-steps 8"  # the budget, given once
     assert ran[1:3] == ["just eval --seed 1 --max-steps 8", "just eval --seed 2 --max-steps 8"]  # ... then carried
     assert [r for r in ran if "5_worktrees" in r and "eval" in r] == [

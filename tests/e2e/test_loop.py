@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_env, tiny_train
+
 from lab import ledger
 from lab.loop import ideas
 

@@ -20,13 +20,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import git, tiny_train
+from test_overnight import LAB, human_entry, night
+from test_queue_live import HAVE_PUEUE, INSTALL, daemon  # noqa: F401  (the fixture)
+
 from lab import journal_format, ledger, runs
 from lab.judge import verdicts
 from lab.loop import status, window
-from test_overnight import LAB, human_entry, night
-from test_queue_live import HAVE_PUEUE, INSTALL, daemon  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not HAVE_PUEUE, reason=f"pueue/pueued not on PATH ({INSTALL})")]
@@ -105,7 +105,7 @@ def test_a_short_real_night(workspace, daemon, tmp_path):  # noqa: F811
     assert not any(c["step"] == "NOTES" for c in agents)
     assert f"{len(waits)} waits on the queue with no agent running" in summary
     assert f"{len(chores)} notes commits by the driver" in summary
-    assert f"**Runs tonight:** 6 (6 ok); results.tsv rows 1-6" in summary
+    assert "**Runs tonight:** 6 (6 ok); results.tsv rows 1-6" in summary
     assert f"- warmup-1: {status.effect_text(v)}" in summary and n["stopped"] in summary
     assert "agent crash, exit 3" in summary and "## Still queued\n\n- nothing" in summary
     assert (workspace / "9_reports" / "progress.png").stat().st_size > 0

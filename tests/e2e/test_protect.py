@@ -22,11 +22,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import git
+from protected import Protected, require_root
+
 from lab import jobs, ledger
 from lab.grader import protect
-from protected import Protected, require_root
 
 pytestmark = pytest.mark.slow
 FORGED = "0.123456"  # a val_bpb no tiny model here earns (they score ~8)

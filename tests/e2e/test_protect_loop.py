@@ -13,10 +13,10 @@ import os
 import shlex
 
 import pytest
+from protected import Protected, require_root
 
 from lab import ledger
 from lab.grader import protect
-from protected import Protected, require_root
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import GIT_ENV, REPO, git
+
 from lab import ledger
 
 pytestmark = pytest.mark.slow

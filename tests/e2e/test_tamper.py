@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git, make_workspace, run_env, tiny_train
+
 from lab import jobs, ledger
 from lab.grader import sandbox
 

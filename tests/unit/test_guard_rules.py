@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from lab import ledger
-from lab.journal_format import parse as parse_journal
 from lab.guard import meta
 from lab.guard.rules import Change, check, journal_problem, ledger_problem
+from lab.journal_format import parse as parse_journal
 
 REPO = Path(__file__).resolve().parents[2]
 UNLOCK_WORDS = ("META_MODE=1", "human_journal.md", "meta_journal.md")

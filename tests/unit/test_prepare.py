@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 import prepare
-from conftest import REPO
 
 
 def test_build_is_deterministic_and_independent_of_cache_location(corpus, tmp_path):

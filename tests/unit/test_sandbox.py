@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git
+
 from lab.grader import sandbox
 
 BOXED, LINE = sandbox.available()

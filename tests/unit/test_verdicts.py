@@ -224,7 +224,7 @@ def test_null_experiments_are_rarely_kept():
     """The union bound in a small simulation: 0.05 at most over all three looks (bench/verdicts.py: 20,000)."""
     rng = random.Random(1)
     keeps = 0
-    for trial in range(300):
+    for _ in range(300):
         rows = [row("main", s, rng.gauss(2.0, 0.01)) for s in range(3)]
         rows += [row("null", s, rng.gauss(2.0, 0.01)) for s in range(3)]
         while (v := verdicts.verdict(rows, "null")).kind == "inconclusive":
