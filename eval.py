@@ -39,11 +39,10 @@ from loguru import logger
 import prepare
 from lab import files, gitx, jobs, ledger, procs, runs, taxonomy
 from lab.grader import protect, sandbox
-from lab.guard import meta
 
 # torch (and lab.grader.artifact, which needs it) is imported by the functions that train or grade, not here: in protected
 # mode this process only hands the run to the installed grader, and importing torch for nothing cost it ~4 s of CPU
-# a run, most of what protection added to a short eval (bench/protect.py).
+# a run, most of what protection added to a short eval (bench/protect.py). lab.guard.meta likewise, by check_frozen.
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, VAL_BYTES = 512, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -285,6 +284,8 @@ def new_run_id() -> str:
 
 def check_frozen(root: Path, work: Path) -> None:
     """Outside META_MODE the grader and its rules must be main's committed versions, in both checkouts."""
+    from lab.guard import meta  # here, not at the top: see the note above the imports
+
     if meta.status(root).on:
         return
     try:
