@@ -274,7 +274,7 @@ def _clean_rows(body: str) -> list[dict[str, str]] | None:
                     cells[i::width] = [unescape(cell) if "\\" in cell else cell for cell in columns[i]]
         except ValueError:  # a bad escape
             return None
-    return [dict(zip(COLUMNS, cells[i: i + width])) for i in range(0, len(cells), width)]
+    return [dict(zip(COLUMNS, row)) for row in zip(*[iter(cells)] * width)]  # `width` cells at a time
 
 
 def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:
