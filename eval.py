@@ -31,6 +31,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import tyro
 from loguru import logger
@@ -38,11 +39,10 @@ from loguru import logger
 import prepare
 from lab import files, gitx, jobs, ledger, names, procs, runs, taxonomy
 from lab.grader import protect, sandbox
-from lab.guard import meta
 
 # torch (and lab.grader.artifact, which needs it) is imported by the functions that train or grade, not here: in protected
 # mode this process only hands the run to the installed grader, and importing torch for nothing cost it ~4 s of CPU
-# a run, most of what protection added to a short eval (bench/protect.py).
+# a run, most of what protection added to a short eval (bench/protect.py). lab.guard.meta likewise, by check_frozen.
 
 ROOT = Path(__file__).resolve().parent
 SEQ_LEN, VAL_BYTES = 512, 1 << 19  # the metric: first 512 KiB of val, 512-byte windows
@@ -87,16 +87,22 @@ class Protected:
 
 
 class RunFailed(Exception):
+    """The run ends in a row of this status and reason; `found`: the outcome columns evaluate() had by then."""
+
     def __init__(self, status: str, reason: str):
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.found = status, reason, {}
 
 
 class Killed(BaseException):
-    """A signal (queue kill, Ctrl-C) arrived; the run is recorded as killed."""
+    """A signal (queue kill, Ctrl-C) arrived; the run is recorded as killed. `found` as for RunFailed."""
+
+    def __init__(self, *args: object):
+        super().__init__(*args)
+        self.found: dict = {}
 
 
-def die(message: str) -> None:
+def die(message: str) -> NoReturn:
     """Setup errors, before a row could be written: one line, exit code 2."""
     sys.stderr.write(f"eval.py: {message}\n")
     sys.exit(2)
@@ -276,94 +282,111 @@ def new_run_id() -> str:
     return given
 
 
+def check_frozen(root: Path, work: Path) -> None:
+    """Outside META_MODE the grader and its rules must be main's committed versions, in both checkouts."""
+    from lab.guard import meta  # here, not at the top: see the note above the imports
+
+    if meta.status(root).on:
+        return
+    try:
+        checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
+        drifted = {where: gitx.drift(path, "main", taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
+    except gitx.GitError as e:
+        raise RunFailed("invalid", f"cannot compare frozen files with main: {e}")
+    named = [f"{p} ({where})" for where, paths in drifted.items() for p in paths]
+    if named:
+        raise RunFailed("invalid", f"frozen file(s) differ from main's committed versions: {', '.join(named)}; "
+                                   "restore them (`git checkout main -- FILE`) or ask the human for META_MODE")
+
+
 def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, device: str,
              protected: Protected | None = None) -> tuple[dict, dict]:
-    """Run and grade; returns the outcome columns and the wall-clock marks of its phases, or raises RunFailed."""
-    marks = {"evaluate": time.time()}
-    if protected is None and not meta.status(root).on:  # the grader and its rules must be main's committed versions
-        try:
-            checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
-            drifted = {where: gitx.drift(path, "main", taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
-        except gitx.GitError as e:
-            raise RunFailed("invalid", f"cannot compare frozen files with main: {e}")
-        named = [f"{p} ({where})" for where, paths in drifted.items() for p in paths]
-        if named:
-            raise RunFailed("invalid", f"frozen file(s) differ from main's committed versions: {', '.join(named)}; "
-                                       "restore them (`git checkout main -- FILE`) or ask the human for META_MODE")
-    try:
-        data_dir, manifest = (protected.data_dir, prepare.verify(protected.data_dir)) if protected else prepare.build(args.source)[:2]
-    except prepare.DataError as e:
-        raise RunFailed("invalid", f"data: {e}")
-    row["data_sha"] = prepare.data_hash(manifest)[:16]
-    marks["data"] = time.time()
-    if not protected and not args.smoke and (unclean := jobs.unclean(work)):
-        raise RunFailed("invalid", f"uncommitted changes ({', '.join(unclean[:3])}{' …' if len(unclean) > 3 else ''}): "
-                                   "commit first; a real eval trains the commit, not the working copy")
-    val = prepare.load_split(data_dir, "val")  # before training: nothing train.py does can reach these bytes
-    test = prepare.load_split(data_dir, "test") if protected else b""
-    seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH[device.split(":")[0]])
-    hard_limit = row["budget_s"] + START_ALLOWANCE_S
-    hard_limit = min(hard_limit, args.hard_limit_s) if args.hard_limit_s else hard_limit
-    tree = Path(tempfile.mkdtemp(prefix=f"lab-tree-{row['run_id']}-"))
-    try:
-        try:  # the commit's tree from git objects (--smoke: the working copy), data-size limits first
-            sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree,
-                                base=protected.base if protected else "main")
-        except sandbox.Refused as e:
-            raise RunFailed("invalid", f"refused before training: {e}")
-        if not (tree / "train.py").is_file():
-            raise RunFailed("invalid", f"no train.py in {'the working copy' if args.smoke else 'commit ' + row['commit'][:12]}")
-        marks["tree"] = time.time()
-        try:
-            cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
-        except sandbox.Refused as e:
-            raise RunFailed("invalid", f"refused before training: {e}")
-        logger.info(f"run {row['run_id']}: training {'the working copy' if args.smoke else row['commit'][:12]} "
-                    f"(sandbox {row['sandbox']}, budget {row['budget_s']}s, killed past {hard_limit:.0f}s)")
-        marks["spawn"] = time.time()
-        rc, last_line, wall = run_train(cmd, tree, env, out_dir / "train.log", hard_limit)
-        marks["exit"] = time.time()
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
-    row["train_wall_s"] = round(wall, 1)
-    if rc is None:
-        raise RunFailed("timeout", f"train.py ran past the hard limit of {hard_limit:.0f}s (budget {row['budget_s']}s + "
-                                   f"{START_ALLOWANCE_S:.0f}s allowance, wall time measured by eval); its process tree was killed")
-    if rc != 0:
-        how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
-        raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
-    if not os.path.lexists(out_dir / "model.pt2"):
-        raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
-    from lab.grader import artifact
+    """Run and grade `row`'s run (read, never written): (the outcome columns, the wall-clock marks of its phases).
 
-    try:  # regular files only, each read once: a link left in the output directory is never followed
-        model_pt2 = artifact.read(out_dir / "model.pt2")
-        info = json.loads(artifact.read(out_dir / "train_info.json"))
-    except artifact.RefusedArtifact as e:
-        raise RunFailed("invalid", f"train.py's output refused: {e}")
-    except ValueError as e:
-        raise RunFailed("invalid", f"train_info.json is not JSON in {out_dir}: {e}")
-    reported = info.get("train_s") if isinstance(info, dict) else None
-    if not isinstance(reported, (int, float)) or not 0 <= reported <= wall:
-        raise RunFailed("invalid", f"train_info.json reports train_s {reported!r}, but train.py ran {wall:.1f}s (measured by eval)")
-    if hashlib.sha256(val).hexdigest() != manifest["sha256"]["val"]:
-        raise RunFailed("invalid", "the val bytes read before training differ from the manifest's sha256; "
-                                   "delete the data cache and run `just prepare`")
-    val = val[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
-    logger.info(f"grading {out_dir / 'model.pt2'} on {len(val):,} val bytes")
-    config = info.get("config_line", "")
-    if not isinstance(config, str) or len(config) > CONFIG_CHARS or not config.isprintable():
-        raise RunFailed("invalid", f"train_info.json's config_line must be one printable line of at most {CONFIG_CHARS} "
-                                   f"characters, got {str(config)[:40]!r}")
-    val_bpb, params, seconds = grade(model_pt2, val, seq_len, batch, device)
-    marks.update(train=info.get("times"), graded=time.time(), **seconds)
-    if protected:
-        if hashlib.sha256(test).hexdigest() != manifest["sha256"]["test"]:
-            raise RunFailed("invalid", "the test bytes read before training differ from the manifest's sha256")
-        protected.test_bpb = grade(model_pt2, test[:TEST_BYTES], seq_len, batch, device, canaries=False)[0]
-    return {"val_bpb": round(val_bpb, 6), "params": params, "artifact_sha": hashlib.sha256(model_pt2).hexdigest(),
-            "steps": info.get("steps"), "tokens": info.get("tokens"), "train_s": reported,
-            "peak_mem_mb": info.get("peak_mem_mb"), "config": config}, marks
+    A RunFailed or Killed on the way carries in `found` the columns known by then (data_sha, train_wall_s).
+    """
+    marks = {"evaluate": time.time()}
+    found: dict = {}
+    try:
+        if protected is None:
+            check_frozen(root, work)
+        try:
+            data_dir, manifest = (protected.data_dir, prepare.verify(protected.data_dir)) if protected else prepare.build(args.source)[:2]
+        except prepare.DataError as e:
+            raise RunFailed("invalid", f"data: {e}")
+        found["data_sha"] = prepare.data_hash(manifest)[:16]
+        marks["data"] = time.time()
+        if not protected and not args.smoke and (unclean := jobs.unclean(work)):
+            raise RunFailed("invalid", f"uncommitted changes ({', '.join(unclean[:3])}{' …' if len(unclean) > 3 else ''}): "
+                                       "commit first; a real eval trains the commit, not the working copy")
+        val = prepare.load_split(data_dir, "val")  # before training: nothing train.py does can reach these bytes
+        test = prepare.load_split(data_dir, "test") if protected else b""
+        seq_len, batch = (SMOKE_SEQ_LEN, SMOKE_BATCH) if args.smoke else (SEQ_LEN, EVAL_BATCH[device.split(":")[0]])
+        hard_limit = row["budget_s"] + START_ALLOWANCE_S
+        hard_limit = min(hard_limit, args.hard_limit_s) if args.hard_limit_s else hard_limit
+        tree = Path(tempfile.mkdtemp(prefix=f"lab-tree-{row['run_id']}-"))
+        try:
+            try:  # the commit's tree from git objects (--smoke: the working copy), data-size limits first
+                sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree,
+                                    base=protected.base if protected else "main")
+            except sandbox.Refused as e:
+                raise RunFailed("invalid", f"refused before training: {e}")
+            if not (tree / "train.py").is_file():
+                raise RunFailed("invalid", f"no train.py in {'the working copy' if args.smoke else 'commit ' + row['commit'][:12]}")
+            marks["tree"] = time.time()
+            try:
+                cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
+            except sandbox.Refused as e:
+                raise RunFailed("invalid", f"refused before training: {e}")
+            logger.info(f"run {row['run_id']}: training {'the working copy' if args.smoke else row['commit'][:12]} "
+                        f"(sandbox {row['sandbox']}, budget {row['budget_s']}s, killed past {hard_limit:.0f}s)")
+            marks["spawn"] = time.time()
+            rc, last_line, wall = run_train(cmd, tree, env, out_dir / "train.log", hard_limit)
+            marks["exit"] = time.time()
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+        found["train_wall_s"] = round(wall, 1)
+        if rc is None:
+            raise RunFailed("timeout", f"train.py ran past the hard limit of {hard_limit:.0f}s (budget {row['budget_s']}s + "
+                                       f"{START_ALLOWANCE_S:.0f}s allowance, wall time measured by eval); its process tree was killed")
+        if rc != 0:
+            how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+            raise RunFailed("crash", f"train.py ended with {how}: {last_line[-300:]}")
+        if not os.path.lexists(out_dir / "model.pt2"):
+            raise RunFailed("invalid", f"train.py exited 0 but wrote no model.pt2 in {out_dir}")
+        from lab.grader import artifact
+
+        try:  # regular files only, each read once: a link left in the output directory is never followed
+            model_pt2 = artifact.read(out_dir / "model.pt2")
+            info = json.loads(artifact.read(out_dir / "train_info.json"))
+        except artifact.RefusedArtifact as e:
+            raise RunFailed("invalid", f"train.py's output refused: {e}")
+        except ValueError as e:
+            raise RunFailed("invalid", f"train_info.json is not JSON in {out_dir}: {e}")
+        reported = info.get("train_s") if isinstance(info, dict) else None
+        if not isinstance(reported, (int, float)) or not 0 <= reported <= wall:
+            raise RunFailed("invalid", f"train_info.json reports train_s {reported!r}, but train.py ran {wall:.1f}s (measured by eval)")
+        if hashlib.sha256(val).hexdigest() != manifest["sha256"]["val"]:
+            raise RunFailed("invalid", "the val bytes read before training differ from the manifest's sha256; "
+                                       "delete the data cache and run `just prepare`")
+        val = val[: SMOKE_VAL_BYTES if args.smoke else VAL_BYTES]
+        logger.info(f"grading {out_dir / 'model.pt2'} on {len(val):,} val bytes")
+        config = info.get("config_line", "")
+        if not isinstance(config, str) or len(config) > CONFIG_CHARS or not config.isprintable():
+            raise RunFailed("invalid", f"train_info.json's config_line must be one printable line of at most {CONFIG_CHARS} "
+                                       f"characters, got {str(config)[:40]!r}")
+        val_bpb, params, seconds = grade(model_pt2, val, seq_len, batch, device)
+        marks.update(train=info.get("times"), graded=time.time(), **seconds)
+        if protected:
+            if hashlib.sha256(test).hexdigest() != manifest["sha256"]["test"]:
+                raise RunFailed("invalid", "the test bytes read before training differ from the manifest's sha256")
+            protected.test_bpb = grade(model_pt2, test[:TEST_BYTES], seq_len, batch, device, canaries=False)[0]
+        return {**found, "val_bpb": round(val_bpb, 6), "params": params, "artifact_sha": hashlib.sha256(model_pt2).hexdigest(),
+                "steps": info.get("steps"), "tokens": info.get("tokens"), "train_s": reported,
+                "peak_mem_mb": info.get("peak_mem_mb"), "config": config}, marks
+    except (RunFailed, Killed) as e:
+        e.found = found
+        raise
 
 
 def train_command(args: Args, row: dict, tree: Path, data_dir: Path, out_dir: Path, device: str, seq_len: int,
@@ -435,78 +458,94 @@ def protected_eval(cfg: protect.Config, args: Args, row: dict) -> dict:
         return {**row, "status": "crash", "reason": str(e)}
 
 
-def main() -> None:
-    logger.remove()
-    logger.add(sys.stderr, format="{time:HH:mm:ss} eval  | {message}")
-    args = tyro.cli(Args)
-    started = time.time()
+def locate(workdir: Path) -> tuple[Path, Path, str]:
+    """The checkout being evaluated, its root checkout and its branch; not a git checkout is a setup error."""
+    try:
+        work = gitx.toplevel(workdir)
+        return work, gitx.root_checkout(work), gitx.branch(work)
+    except gitx.GitError as e:
+        die(str(e))
+
+
+def pin_slot_gpu() -> int:
+    """Give a pueue slot its GPU (before torch touches CUDA); the box's GPU count, as nvidia-smi lists them."""
     slot, gpus = os.environ.get("PUEUE_WORKER_ID"), runs.gpu_count()
-    if (gpu := jobs.pin_gpu(os.environ, gpus)) is not None:  # before torch touches CUDA
+    if (gpu := jobs.pin_gpu(os.environ, gpus)) is not None:
         logger.info(f"pueue slot {slot}: CUDA_VISIBLE_DEVICES={gpu}")
     elif slot is not None and gpus == 0:
         logger.info(f"pueue slot {slot}: no GPU on this box (nvidia-smi lists none)")
-    try:
-        work = gitx.toplevel(args.workdir)
-        root = gitx.root_checkout(work)
-        branch = gitx.branch(work)
-    except gitx.GitError as e:
-        die(str(e))
-    try:
-        cfg = protect.config(root)
-    except protect.ProtectError as e:
-        die(str(e))
-    delegated = cfg is not None and not args.smoke  # the installed grader resolves the device, trains and grades
-    if delegated:  # this row is written only if the grader gives none; nvidia-smi's view of the device is enough for it
-        device = args.device if args.device != "auto" else "cuda" if gpus else "cpu"
-    else:
-        device = resolve_device(args.device)
+    return gpus
+
+
+def choose_device(device: str, grader: protect.Config | None, gpus: int) -> str:
+    """The run's device. Where the installed grader resolves it, this row is written only if the grader gives none:
+    nvidia-smi's view is enough for it, and torch is not imported."""
+    if grader is not None:
+        return device if device != "auto" else "cuda" if gpus else "cpu"
+    return resolve_device(device)
+
+
+def start_row(args: Args, root: Path, work: Path, device: str) -> dict:
+    """The row's identity and provenance columns: run id, commit, hashes, budget, and what the queue recorded."""
     budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.DEFAULT_BUDGET_S[device.split(":")[0]])
-    results = ledger.ledger_path(root)
     run_id = new_run_id()
     try:
         job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None
     except ValueError as e:
         die(f"the queue's record of run {run_id} is unreadable: {e}")
-    row = runs.provenance(root, work, run_id, args.seed, budget, args.max_steps, device,
-                          label=os.environ.get("LAB_LABEL", ""), task=(job or {}).get("task"),
-                          predicted_delta=(job or {}).get("predicted_delta"))
-    if delegated and args.unsandboxed:
+    return runs.provenance(root, work, run_id, args.seed, budget, args.max_steps, device,
+                           label=os.environ.get("LAB_LABEL", ""), task=(job or {}).get("task"),
+                           predicted_delta=(job or {}).get("predicted_delta"))
+
+
+def sandbox_column(args: Args, grader: protect.Config | None, device: str) -> str:
+    """How train.py will run (the row's sandbox column), or a setup error: the refusals before any row is promised."""
+    if grader is not None and args.unsandboxed:
         die("--unsandboxed: in protected mode the grader always trains in its sandbox")
-    if delegated and args.source and str(args.source.resolve()) != cfg.source:
-        die(f"--source {args.source}: the protected grader grades on the data it was installed with ({cfg.source or 'its default'})")
+    if grader is not None and args.source and str(args.source.resolve()) != grader.source:
+        die(f"--source {args.source}: the protected grader grades on the data it was installed with ({grader.source or 'its default'})")
     boxed, sandbox_line = (False, "--unsandboxed") if args.unsandboxed else (
-        (True, "grader") if delegated else sandbox.available())
+        (True, "grader") if grader is not None else sandbox.available())
     if not boxed and not args.unsandboxed and not args.smoke:
         die(f"{sandbox_line}; a real eval trains in that sandbox: fix it, or pass --unsandboxed (the row says sandbox none)")
     if not boxed and not args.unsandboxed:
         logger.warning(f"smoke without a sandbox: {sandbox_line}")
-    row["sandbox"] = sandbox_line if boxed else "none"
     if boxed and device.startswith("cuda"):  # before a row is promised: a GPU the sandbox cannot bind is a setup error
         try:
             sandbox.gpu_binds(os.environ.get("CUDA_VISIBLE_DEVICES"))
         except sandbox.Refused as e:
             die(str(e))
-    if not args.smoke:  # fail before training, not after, if the row could not be written
-        try:
-            ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})
-        except ledger.LedgerError as e:
-            die(f"this run's row would break the ledger schema: {e}")
-        if not results.is_file():
-            die(f"{results} is missing: restore it with `git checkout -- results.tsv` in {root}")
-        if branch != names.MAIN:
-            smoke_gate(root, work, row["eval_sha"])
-        try:
-            lock = jobs.hold_run_lock(root, run_id)  # noqa: F841 (held until this process exits: the run is alive)
-        except ValueError as e:
-            die(str(e))
-        # only now, under the ledger's lock: a `killed` row the queue wrote before we held ours is seen here,
-        # and none can be written after (queue.reconcile skips a run whose lock is held)
-        if os.environ.get("LAB_RUN_ID") and run_id in ledger.run_ids(results):
-            die(f"run {run_id} already has a row in {results}: a restarted pueue task reuses its run id; "
-                "queue the run again with `lab queue` instead of `pueue restart`")
-        jobs.write_running(root, row)
-    out_dir = Path(tempfile.mkdtemp(prefix="lab-smoke-")) if args.smoke else root / ".cache" / "runs" / row["run_id"]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return sandbox_line if boxed else "none"
+
+
+def hold_run(root: Path, work: Path, branch: str, row: dict, results: Path) -> object:
+    """A real eval's checks before training (the row fits the ledger, which exists; a smoke passed), then the run's
+    lock, held until this process exits; the lock."""
+    try:  # fail before training, not after, if the row could not be written
+        ledger.format_row({**row, "status": "ok", "val_bpb": 0.0, "wall_s": 0.0})
+    except ledger.LedgerError as e:
+        die(f"this run's row would break the ledger schema: {e}")
+    if not results.is_file():
+        die(f"{results} is missing: restore it with `git checkout -- results.tsv` in {root}")
+    if branch != names.MAIN:
+        smoke_gate(root, work, row["eval_sha"])
+    run_id = row["run_id"]
+    try:
+        lock = jobs.hold_run_lock(root, run_id)
+    except ValueError as e:
+        die(str(e))
+    # only now, under the ledger's lock: a `killed` row the queue wrote before we held ours is seen here,
+    # and none can be written after (queue.reconcile skips a run whose lock is held)
+    if os.environ.get("LAB_RUN_ID") and run_id in ledger.run_ids(results):
+        die(f"run {run_id} already has a row in {results}: a restarted pueue task reuses its run id; "
+            "queue the run again with `lab queue` instead of `pueue restart`")
+    jobs.write_running(root, row)
+    return lock
+
+
+def run(args: Args, grader: protect.Config | None, row: dict, work: Path, root: Path, out_dir: Path,
+        device: str) -> tuple[dict, dict]:
+    """Train and grade here, or hand the run to the installed grader: the row with its outcome, and the phase marks."""
 
     def on_signal(signum: int, _frame: object) -> None:
         raise Killed(f"received {signal.Signals(signum).name}")
@@ -515,37 +554,66 @@ def main() -> None:
         signal.signal(sig, on_signal)
     marks: dict = {}
     try:
-        if delegated:  # the installed grader trains, grades and signs; its row replaces ours
+        if grader is not None:  # the installed grader trains, grades and signs; its row replaces ours
             shutil.rmtree(out_dir, ignore_errors=True)  # the run's files are the grader's (its state dir)
-            row = protected_eval(cfg, args, row)
-        else:
-            outcome, marks = evaluate(args, row, work, root, out_dir, device)
-            row.update(status="ok", reason="", **outcome)
+            return protected_eval(grader, args, row), marks
+        outcome, marks = evaluate(args, row, work, root, out_dir, device)
+        return {**row, "status": "ok", "reason": "", **outcome}, marks
     except RunFailed as e:
-        row.update(status=e.status, reason=e.reason)
+        return {**row, **e.found, "status": e.status, "reason": e.reason}, marks
     except Killed as e:
-        row.update(status="killed", reason=f"eval.py {e} while running; train.py's process tree was killed")
+        return {**row, **e.found, "status": "killed",
+                "reason": f"eval.py {e} while running; train.py's process tree was killed"}, marks
+
+
+def record(args: Args, row: dict, root: Path, work: Path, results: Path, out_dir: Path, marks: dict,
+           started: float) -> tuple[bool, str]:
+    """Append the run's one row (--smoke: record the smoke instead) and its phase marks; (written, the ledger note)."""
+    if args.smoke:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return True, "not written (smoke); " + record_smoke(root, work, row)
+    written = bool(ledger.append_new([row], results))  # append_new: even a bug elsewhere cannot give this run a second row
+    jobs.drop_running(root, row["run_id"])
+    if marks:  # where the wall time went (bench/gpu.py reads it); diagnostics, not the metric
+        marks.update(process=started - procs.age_s(), main=started, row=time.time())
+        phases = out_dir / "phases.json"
+        if os.path.lexists(phases):  # train.py's leftover (maybe a link): never written through
+            os.unlink(phases)
+        files.write_new(phases, (json.dumps(marks, indent=1) + "\n").encode())
+    if written:
+        return True, f"row appended to {results}"
+    return False, f"NOT appended: run {row['run_id']} already has a row in {results}"
+
+
+def main() -> None:
+    logger.remove()
+    logger.add(sys.stderr, format="{time:HH:mm:ss} eval  | {message}")
+    args = tyro.cli(Args)
+    started = time.time()
+    gpus = pin_slot_gpu()
+    work, root, branch = locate(args.workdir)
+    try:
+        cfg = protect.config(root)
+    except protect.ProtectError as e:
+        die(str(e))
+    grader = None if args.smoke else cfg  # the installed grader, where it resolves the device, trains and grades
+    device = choose_device(args.device, grader, gpus)
+    results = ledger.ledger_path(root)
+    row = start_row(args, root, work, device)
+    row["sandbox"] = sandbox_column(args, grader, device)
+    lock = None if args.smoke else hold_run(root, work, branch, row, results)  # noqa: F841 (held while the run is alive)
+    out_dir = Path(tempfile.mkdtemp(prefix="lab-smoke-")) if args.smoke else root / ".cache" / "runs" / row["run_id"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    row, marks = run(args, grader, row, work, root, out_dir, device)
     blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # the row is written whole, whatever arrives now
     if not row.get("signature"):  # a signed row is the grader's, byte for byte
         row["wall_s"] = round(time.time() - started, 1)
-    if args.smoke:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        note = "not written (smoke); " + record_smoke(root, work, row)
-    else:  # append_new: even a bug elsewhere cannot give this run a second row
-        written = bool(ledger.append_new([row], results))
-        jobs.drop_running(root, run_id)
-        note = f"row appended to {results}" if written else f"NOT appended: run {run_id} already has a row in {results}"
-        if marks:  # where the wall time went (bench/gpu.py reads it); diagnostics, not the metric
-            marks.update(process=started - procs.age_s(), main=started, row=time.time())
-            phases = out_dir / "phases.json"
-            if os.path.lexists(phases):  # train.py's leftover (maybe a link): never written through
-                os.unlink(phases)
-            files.write_new(phases, (json.dumps(marks, indent=1) + "\n").encode())
+    written, note = record(args, row, root, work, results, out_dir, marks, started)
     sys.stdout.write(summary(row, note, protect.mode_line(root)))
     sys.stdout.flush()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-    if not args.smoke and not written:
+    if not written:
         sys.exit(2)
     if row["status"] == "killed":
         sys.exit(143)

@@ -1,6 +1,7 @@
 """`lab status` on a big workspace: 100k ledger rows, 300 ideas, 20 worktrees, next to `import polars`.
 
-Target: within 3x of `python -c "import polars"` on the same machine. Builds the workspace in a temp
+Target: within 3x of `python -c "import polars"` on the same machine. Also times reading (and validating) the
+100k-row ledger alone, in a fresh process each time, import of lab.ledger included. Builds the workspace in a temp
 clone of the committed repository. Run from the root checkout: `uv run python bench/status.py`.
 """
 
@@ -23,6 +24,10 @@ ROW = {"run_id": "X", "time": "2026-11-23T09:00:00Z", "slug": "S", "branch": "ex
        "params": 3412480, "peak_mem_mb": 2000.0, "seed": 0, "budget_s": 300.0, "device": "cuda", "host": "gpu-box",
        "eval_sha": "abcdef0123456789", "prepare_sha": "abcdef0123456789", "train_sha": "abcdef0123456789",
        "data_sha": "abcdef0123456789"}
+
+
+# Reads the workspace's ledger, every row validated; fails on any problem.
+READ = "from lab import ledger; rows, problems = ledger.read('results.tsv'); assert len(rows) == 100_000 and not problems"
 
 
 def build(ws: Path, rows: int, n_ideas: int, n_trees: int) -> None:
@@ -65,11 +70,13 @@ def main() -> None:
         build(ws, rows=100_000, n_ideas=300, n_trees=20)
         subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "bench"], cwd=ws, check=True)
         polars = median_time([sys.executable, "-c", "import polars"], ws)
+        read = median_time([sys.executable, "-c", READ], ws)
         status = median_time([sys.executable, "-m", "lab.cli", "status"], ws)
         digest = median_time([sys.executable, "-m", "lab.cli", "digest"], ws)
         print(f"python -c 'import polars'   median {polars:6.2f} s")
         print(f"lab status (100k rows, 300 ideas, 20 worktrees) median {status:6.2f} s   = {status / polars:.2f}x polars import (target <= 3x)")
         print(f"lab digest (same workspace)  median {digest:6.2f} s")
+        print(f"ledger.read (100k rows, fresh process) median {read:6.2f} s")
         out = subprocess.run([sys.executable, "-m", "lab.cli", "digest"], cwd=ws, capture_output=True, text=True).stdout
         print(f"digest length: {len(out)} characters (cap 4000); cpu: {os.cpu_count()} cores")
 

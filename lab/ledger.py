@@ -11,6 +11,7 @@ import os
 import re
 from collections import namedtuple
 from datetime import datetime, timezone
+from functools import cache
 
 
 FILENAME = "results.tsv"
@@ -45,9 +46,20 @@ def utc_now(moment: datetime | None = None) -> str:
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-_HEX = re.compile(r"[0-9a-f]{7,64}")
-_FLOAT = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_FLOAT = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# The one validator: kind -> (the pattern a valid non-empty cell matches, why a cell that does not is bad).
+# "text" takes any text. parse_line checks a line cell by cell with these; read() checks a clean ledger column
+# by column with the same patterns. A time's date is checked apart (strptime, once per day): see _is_date.
+_KINDS = {
+    "id": (_ID.pattern, "is not an identifier (letters, digits, '.', '_', '-')"),
+    "time": (r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ", "is not a UTC time like 2026-01-31T12:00:00Z"),
+    "hex": (r"[0-9a-f]{7,64}", "is not a lowercase hex hash"),
+    "sig": (r"[0-9a-f]{128}", "is not an Ed25519 signature (128 lowercase hex digits)"),
+    "bool": ("[01]", "is not 0 or 1"),
+    "status": ("|".join(STATUSES), f"is not a status (one of {', '.join(STATUSES)})"),
+    "int": (r"-?\d+", "is not an integer"),
+    "float": (_FLOAT, "is not a finite decimal number"),
+}
 # Closes off a line torn by a writer that died mid-append. A cell holding a bad escape can never
 # parse, whatever the fragment ended with, so the fragment stays one reported bad line.
 TORN_MARK = "\t\\!torn"
@@ -96,28 +108,25 @@ def _check_value(kind: str, value: str) -> str | None:
     kind = kind.rstrip("?")
     if value == "":
         return None if optional or kind == "text" else "is empty but required"
-    if kind == "id" and not _ID.fullmatch(value):
-        return f"{value!r} is not an identifier (letters, digits, '.', '_', '-')"
-    if kind == "time" and not _is_utc_time(value):
-        return f"{value!r} is not a UTC time like 2026-01-31T12:00:00Z"
-    if kind == "hex" and not _HEX.fullmatch(value):
-        return f"{value!r} is not a lowercase hex hash"
-    if kind == "sig" and not re.fullmatch(r"[0-9a-f]{128}", value):
-        return f"{value!r} is not an Ed25519 signature (128 lowercase hex digits)"
-    if kind == "bool" and value not in ("0", "1"):
-        return f"{value!r} is not 0 or 1"
-    if kind == "status" and value not in STATUSES:
-        return f"{value!r} is not a status (one of {', '.join(STATUSES)})"
-    if kind == "int" and not re.fullmatch(r"-?\d+", value):
-        return f"{value!r} is not an integer"
-    if kind == "float" and not _FLOAT.fullmatch(value):
-        return f"{value!r} is not a finite decimal number"
+    if kind == "text":
+        return None
+    if not _pattern(kind).fullmatch(value) or (kind == "time" and not _is_date(value[:10])):
+        return f"{value!r} {_KINDS[kind][1]}"
     return None
 
 
-def _is_utc_time(value: str) -> bool:
+@cache
+def _pattern(kind: str) -> re.Pattern:
+    """A valid cell of `kind` (also '' where the kind ends in '?'), compiled on first use: hooks import this module."""
+    pattern = _KINDS[kind.rstrip("?")][0]
+    return re.compile(f"(?:{pattern})?" if kind.endswith("?") else pattern)
+
+
+@cache
+def _is_date(day: str) -> bool:
+    """Whether a time's YYYY-MM-DD part is a calendar date (2026-02-30 is not); cached: a ledger has few days."""
     try:
-        return bool(_TIME.fullmatch(value)) and bool(datetime.strptime(value, TIME_FORMAT))
+        return bool(datetime.strptime(day, "%Y-%m-%d"))
     except ValueError:
         return False
 
@@ -215,45 +224,14 @@ def _locked_append(path: str | os.PathLike, lines_for) -> None:
         os.close(fd)  # closing releases the flock
 
 
-_CELL = {  # one pattern per kind, for the fast paths; each accepts a subset of what _check_value accepts
-    "id": _ID.pattern, "text": r"[^\t\n\r\\]*(?:\\[\\tnr][^\t\n\r\\]*)*",  # unrolled: much faster than a per-char alternation
-    "hex": r"[0-9a-f]{7,64}", "sig": r"[0-9a-f]{128}", "bool": "[01]", "int": r"-?\d+",
-    "float": _FLOAT.pattern, "status": "|".join(STATUSES),
-    # days 29-31 take the slow path, where strptime rejects 2026-02-30
-    "time": r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ",
-}
-
-
-def _cells(kinds: list[str]) -> list[str]:
-    return [f"(?:{_CELL[k.rstrip('?')]}){'?' if k.endswith('?') else ''}" for k in kinds]
-
-
 _STATUS_AT = COLUMNS.index("status")
-assert COLUMNS[_STATUS_AT: _STATUS_AT + 3] == ("status", "reason", "val_bpb")  # the outcome triple below relies on it
-_KINDS = list(SCHEMA.values())
-# status, reason, val_bpb as one unit: an ok row has a metric, any other status has a reason.
-_OUTCOME = (rf"(?:ok\t{_CELL['text']}\t(?:{_FLOAT.pattern})"
-            rf"|(?:{'|'.join(STATUSES[1:])})\t(?=[^\t\n])(?:{_CELL['text']})\t(?:{_FLOAT.pattern})?)")
+assert COLUMNS[_STATUS_AT: _STATUS_AT + 3] == ("status", "reason", "val_bpb")  # the outcome triple read() checks
 _WIDTHS = (len(COLUMNS), *EARLIER_WIDTHS)
 _HEADER_BYTES = tuple(h.encode() for h in HEADERS)
 
 
-def _line_pattern(width: int) -> re.Pattern:
-    return re.compile("\t".join(_cells(_KINDS[:_STATUS_AT]) + [_OUTCOME] + _cells(_KINDS[_STATUS_AT + 3 : width])))
-
-
-_LINE = _line_pattern(len(COLUMNS))
-_EARLIER_LINES = tuple(_line_pattern(w) for w in EARLIER_WIDTHS)
-
-
-def _fast_match(line: str) -> bool:
-    return bool(_LINE.fullmatch(line) or any(p.fullmatch(line) for p in _EARLIER_LINES))
-
-
 def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
     """A validated row, or the (field, message) problems of the line (without its newline)."""
-    if _fast_match(line):  # fast path
-        return _row(line)
     cells = line.split("\t")
     if len(cells) not in _WIDTHS:
         return [("", f"has {len(cells)} columns, expected {len(COLUMNS)}")]
@@ -268,47 +246,42 @@ def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
     return _row_problems(row) or row
 
 
-def _row(line: str) -> dict[str, str]:
-    cells = line.split("\t")
-    cells += [""] * (len(COLUMNS) - len(cells))  # a line of an earlier schema lacks the later columns
-    if "\\" in line:
-        return {col: unescape(cell) for col, cell in zip(COLUMNS, cells)}
-    return dict(zip(COLUMNS, cells))
-
-
-def _cache_file(path: str | os.PathLike) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(path)), ".cache", "ledger-validated.json")
-
-
-def _validated_prefix(path: str | os.PathLike, data: bytes) -> int:
-    """Rows at the start of `data` that an earlier read validated, if those bytes are unchanged (sha256)."""
-    import hashlib
-    import json
-
-    try:
-        with open(_cache_file(path)) as f:
-            seen = json.load(f)
-        size, rows, digest = int(seen["bytes"]), int(seen["rows"]), seen["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-    if size <= len(data) and hashlib.sha256(data[:size]).hexdigest() == digest:
-        return rows
-    return 0
-
-
-def _remember_validated(path: str | os.PathLike, data: bytes, rows: int) -> None:
-    import hashlib
-    import json
-
-    target = _cache_file(path)
-    try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"bytes": len(data), "rows": rows, "sha256": hashlib.sha256(data).hexdigest()}, f)
-        os.replace(tmp, target)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
+def _clean_rows(body: str) -> list[dict[str, str]] | None:
+    """The rows of a ledger's body (the lines after its header) if every one is valid, checked column by column
+    with parse_line's patterns: lab status reads 100k rows. None: read() goes line by line and names the problems."""
+    if "\r" in body:  # a raw carriage return: parse_line names its cell
+        return None
+    lines = body.split("\n")[:-1]
+    if not lines:
+        return []
+    width = len(COLUMNS)
+    tabs = {line.count("\t") for line in lines}
+    if not tabs <= {w - 1 for w in _WIDTHS}:
+        return None
+    if tabs != {width - 1}:  # lines of an earlier schema lack the later columns: they read as empty
+        body = "".join(line + "\t" * (width - 1 - line.count("\t")) + "\n" for line in lines)
+    cells = body.replace("\n", "\t").split("\t")  # one flat list: no list per line for the GC to walk
+    cells.pop()  # after the last newline
+    columns = [cells[i::width] for i in range(width)]
+    for kind, column in zip(SCHEMA.values(), columns):
+        if kind == "text":
+            continue  # any text; its escapes are checked as the rows are unescaped, below
+        values = set(column)  # columns repeat themselves (device, seed, hashes): each value is checked once
+        if not all(map(_pattern(kind).fullmatch, values)):
+            return None
+        if kind == "time" and not all(map(_is_date, {value[:10] for value in values})):
+            return None
+    status, reason, val_bpb = columns[_STATUS_AT: _STATUS_AT + 3]
+    if not all(value if s == "ok" else why for s, why, value in zip(status, reason, val_bpb)):
+        return None  # an ok row without its metric, or another status without its reason
+    if "\\" in body:  # only text holds escapes: no other kind's pattern takes a backslash
+        try:
+            for i, kind in enumerate(SCHEMA.values()):
+                if kind == "text":
+                    cells[i::width] = [unescape(cell) if "\\" in cell else cell for cell in columns[i]]
+        except ValueError:  # a bad escape
+            return None
+    return [dict(zip(COLUMNS, row)) for row in zip(*[iter(cells)] * width)]  # `width` cells at a time
 
 
 def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:
@@ -320,15 +293,11 @@ def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:
     header = data[: data.find(b"\n") + 1]
     if header in _HEADER_BYTES and data.endswith(b"\n"):  # fast path for a clean ledger: lab status on 100k rows
         try:
-            text = data[len(header):].decode()
+            rows = _clean_rows(data[len(header):].decode())
         except UnicodeDecodeError:
-            text = ""
-        lines = text.split("\n")[:-1]
-        known = _validated_prefix(path, data)  # rows are only ever appended: re-check only the new ones
-        fullmatch = _LINE.fullmatch
-        if lines and (all(map(fullmatch, lines[known:])) or all(map(_fast_match, lines[known:]))):
-            _remember_validated(path, data, len(lines))
-            return [_row(line) for line in lines], []
+            rows = None
+        if rows is not None:
+            return rows, []
     lines = data.split(b"\n")
     torn = lines.pop()  # b"" when the file ends with a newline
     rows: list[dict[str, str]] = []

@@ -118,9 +118,9 @@ def main() -> None:
             outcome, _ = grader_eval.evaluate(args, row, gitdir, gitdir, out_dir, device, grading)
             row.update(status="ok", reason="", **outcome)
         except grader_eval.RunFailed as e:
-            row.update(status=e.status, reason=e.reason)
+            row.update(e.found, status=e.status, reason=e.reason)
         except grader_eval.Killed as e:
-            row.update(status="killed", reason=f"the grader {e} while running; train.py's process tree was killed")
+            row.update(e.found, status="killed", reason=f"the grader {e} while running; train.py's process tree was killed")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
         row["wall_s"] = round(time.time() - started, 1)
         row.update(grader_sha=cfg.commit, signature="")

@@ -3,9 +3,10 @@
 Each test runs eval.py in a throwaway git checkout (see conftest.py) on a tiny synthetic corpus,
 with train.py shrunk to a 1-layer model and committed (a real eval trains the commit, in the bwrap
 sandbox; tests/e2e/test_tamper.py attacks it), so a run costs ~10-40 s on 2 cores. The tests that train
-are marked slow: whole file ~7 min on a loaded 2-core box (`just test-all tests/cli/test_eval.py`). Seven
+are marked slow: whole file ~7 min on a loaded 2-core box (`just test-all tests/cli/test_eval.py`). Eight
 train nothing and are in the fast set (~60 s: a missing source, a bad run id, the 12 s hard limit, the
-queue's kill, the smoke key, the experiment gate, a foreground eval killed from outside).
+queue's kill, the smoke key, the experiment gate, a foreground eval killed from outside, what importing
+eval.py loads).
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def new_rows(ws: Path, before: bytes) -> list[dict[str, str]]:
 def seeded_ledger(ws: Path) -> bytes:
     ledger.append(EARLIER_ROW, ws / "results.tsv")
     return (ws / "results.tsv").read_bytes()
+
+
+def test_importing_eval_loads_neither_torch_nor_the_guard():
+    """The protected client only hands the run to the installed grader: torch and lab.guard load where they are used."""
+    code = ("import sys; import eval; heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' "
+            "or m.startswith('lab.guard')); assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.mark.slow

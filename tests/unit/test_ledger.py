@@ -232,6 +232,50 @@ def test_read_reports_bad_line_with_number_and_field(tmp_path, case):
     assert "results.tsv:3" in str(err.value)
 
 
+# One bad cell each, a rule of every kind: read() checks a clean ledger column by column and parse_line a line
+# cell by cell with the same patterns, so a cell that slips past one of them would show up here.
+ONE_BAD_CELL = [("time", b"2026-02-30T09:00:00Z"), ("time", b"2026-11-23T24:00:00Z"), ("time", b"2026-11-23 09:00:00Z"),
+                ("run_id", b"-r1"), ("commit", b"ABCDEF0"), ("commit", b"abc"), ("dirty", b"2"), ("status", b"okay"),
+                ("seed", b""), ("steps", b"1.0"), ("val_bpb", b"1e"), ("val_bpb", b""), ("signature", b"ab" * 63),
+                ("device", b"back\\slash\\q")]
+
+
+@pytest.mark.parametrize("col, cell", ONE_BAD_CELL, ids=[f"{c}={v!r}" for c, v in ONE_BAD_CELL])
+def test_read_refuses_each_bad_cell_as_parse_line_does(tmp_path, col, cell):
+    bad = _replace_cell(GOOD, col, cell)
+    expected = ledger.parse_line(bad.decode().rstrip("\n"))
+    assert isinstance(expected, list) and expected, expected
+    path = tmp_path / ledger.FILENAME
+    path.write_bytes(HEADER + GOOD + bad + line_of(make_row(run_id="after")))
+    rows, problems = ledger.read(path)
+    assert [r["run_id"] for r in rows] == ["before", "after"]
+    assert [(p.line, p.field, p.message) for p in problems] == [(3, f, m) for f, m in expected]
+
+
+def test_read_refuses_a_missing_reason_or_metric(tmp_path):
+    crash = _replace_cell(_replace_cell(GOOD, "status", b"crash"), "reason", b"")
+    path = tmp_path / ledger.FILENAME
+    path.write_bytes(HEADER + GOOD + crash + _replace_cell(GOOD, "val_bpb", b""))
+    rows, problems = ledger.read(path)
+    assert [r["run_id"] for r in rows] == ["before"]
+    assert [(p.line, p.field, p.message) for p in problems] == [(3, "reason", "is empty but status is crash"),
+                                                                (4, "val_bpb", "is empty but status is ok")]
+
+
+def test_read_returns_what_parse_line_returns_line_by_line(tmp_path):
+    """Escapes, month ends, leap days, empty optionals, a signature and a line of an earlier schema, all in one file."""
+    rows = [make_row(run_id="a", time="2026-01-31T23:59:59Z", label="tab\there \\ and \\n", reason=""),
+            make_row(run_id="b", status="crash", reason="x\ny\r\\", val_bpb=None, time="2024-02-29T00:00:00Z", steps=None),
+            make_row(run_id="c", dirty=True, signature="f" * 128, artifact_sha="e" * 64, config="cpu: 4L 128d", val_bpb=-1.5e-3)]
+    path = new_ledger(tmp_path, *rows)
+    width = ledger.EARLIER_WIDTHS[0]
+    with open(path, "a") as f:
+        f.write("\t".join(ledger.format_row(make_row(run_id="old")).split("\t")[:width]) + "\n")
+    lines = path.read_text().split("\n")[1:-1]
+    assert ledger.read(path) == ([ledger.parse_line(line) for line in lines], [])
+    assert ledger.read(path)[0] == [as_text(r) for r in rows] + [as_text(make_row(run_id="old"))]
+
+
 def test_read_reports_bad_header_and_keeps_rows(tmp_path):
     path = tmp_path / ledger.FILENAME
     path.write_bytes(HEADER.replace(b"val_bpb", b"val_loss") + GOOD)
@@ -591,11 +635,10 @@ def test_append_to_wrong_header_raises_and_leaves_file_unchanged(tmp_path, conte
     assert path.read_bytes() == content
 
 
-def test_validated_prefix_cache_never_hides_an_edited_row(tmp_path):
-    """read() skips re-validating rows it has seen, but only while those bytes are unchanged."""
+def test_a_row_edited_after_a_clean_read_is_caught_on_the_next(tmp_path):
+    """read() validates every row each time: a row edited in place after a clean read is reported."""
     path = new_ledger(tmp_path, make_row(run_id="r1"), make_row(run_id="r2"))
     assert ledger.read(path) == ([as_text(make_row(run_id="r1")), as_text(make_row(run_id="r2"))], [])
-    assert (tmp_path / ".cache" / "ledger-validated.json").exists()
     ledger.append(make_row(run_id="r3"), path)
     assert [r["run_id"] for r in ledger.read(path)[0]] == ["r1", "r2", "r3"]
     path.write_bytes(path.read_bytes().replace(b"\tok\t", b"\tbogus\t", 1))  # edit the first row in place
