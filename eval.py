@@ -174,9 +174,9 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str,
             canary_program = artifact.load_fresh(model_pt2) if canaries else program
             canary_model, model = canary_program.module(), program.module()
         except artifact.RefusedArtifact as e:
-            raise RunFailed("invalid", f"model.pt2 refused: {e}")
+            raise RunFailed("invalid", f"model.pt2 refused: {e}") from None
         except Exception as e:
-            raise RunFailed("invalid", f"model.pt2 could not be loaded as a torch.export program: {type(e).__name__}: {e}")
+            raise RunFailed("invalid", f"model.pt2 could not be loaded as a torch.export program: {type(e).__name__}: {e}") from None
         params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
         data = torch.frombuffer(bytearray(val), dtype=torch.uint8).long()
         n_windows = (len(data) - 1) // seq_len
@@ -190,7 +190,7 @@ def grade(model_pt2: bytes, val: bytes, seq_len: int, batch: int, device: str,
             try:
                 out = model(x.to(device))
             except Exception as e:
-                raise RunFailed("invalid", f"model failed on a ({batch}, {seq_len}) int64 batch: {type(e).__name__}: {e}")
+                raise RunFailed("invalid", f"model failed on a ({batch}, {seq_len}) int64 batch: {type(e).__name__}: {e}") from None
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, seq_len, 256):
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise RunFailed("invalid", f"model returned {shape}, expected logits of shape ({batch}, {seq_len}, 256)")
@@ -292,7 +292,7 @@ def check_frozen(root: Path, work: Path) -> None:
         checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
         drifted = {where: gitx.drift(path, "main", taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
     except gitx.GitError as e:
-        raise RunFailed("invalid", f"cannot compare frozen files with main: {e}")
+        raise RunFailed("invalid", f"cannot compare frozen files with main: {e}") from None
     named = [f"{p} ({where})" for where, paths in drifted.items() for p in paths]
     if named:
         raise RunFailed("invalid", f"frozen file(s) differ from main's committed versions: {', '.join(named)}; "
@@ -313,7 +313,7 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
         try:
             data_dir, manifest = (protected.data_dir, prepare.verify(protected.data_dir)) if protected else prepare.build(args.source)[:2]
         except prepare.DataError as e:
-            raise RunFailed("invalid", f"data: {e}")
+            raise RunFailed("invalid", f"data: {e}") from None
         found["data_sha"] = prepare.data_hash(manifest)[:16]
         marks["data"] = time.time()
         if not protected and not args.smoke and (unclean := jobs.unclean(work)):
@@ -330,14 +330,14 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
                 sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree,
                                     base=protected.base if protected else "main")
             except sandbox.Refused as e:
-                raise RunFailed("invalid", f"refused before training: {e}")
+                raise RunFailed("invalid", f"refused before training: {e}") from None
             if not (tree / "train.py").is_file():
                 raise RunFailed("invalid", f"no train.py in {'the working copy' if args.smoke else 'commit ' + row['commit'][:12]}")
             marks["tree"] = time.time()
             try:
                 cmd, env = train_command(args, row, tree, data_dir, out_dir, device, seq_len, batch)
             except sandbox.Refused as e:
-                raise RunFailed("invalid", f"refused before training: {e}")
+                raise RunFailed("invalid", f"refused before training: {e}") from None
             logger.info(f"run {row['run_id']}: training {'the working copy' if args.smoke else row['commit'][:12]} "
                         f"(sandbox {row['sandbox']}, budget {row['budget_s']}s, killed past {hard_limit:.0f}s)")
             marks["spawn"] = time.time()
@@ -360,9 +360,9 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
             model_pt2 = artifact.read(out_dir / "model.pt2")
             info = json.loads(artifact.read(out_dir / "train_info.json"))
         except artifact.RefusedArtifact as e:
-            raise RunFailed("invalid", f"train.py's output refused: {e}")
+            raise RunFailed("invalid", f"train.py's output refused: {e}") from None
         except ValueError as e:
-            raise RunFailed("invalid", f"train_info.json is not JSON in {out_dir}: {e}")
+            raise RunFailed("invalid", f"train_info.json is not JSON in {out_dir}: {e}") from None
         reported = info.get("train_s") if isinstance(info, dict) else None
         if not isinstance(reported, (int, float)) or not 0 <= reported <= wall:
             raise RunFailed("invalid", f"train_info.json reports train_s {reported!r}, but train.py ran {wall:.1f}s (measured by eval)")

@@ -31,7 +31,7 @@ READ = "from lab import ledger; rows, problems = ledger.read('results.tsv'); ass
 
 
 def build(ws: Path, rows: int, n_ideas: int, n_trees: int) -> None:
-    git = lambda *a: subprocess.run(["git", *a], cwd=ws, check=True, capture_output=True)  # noqa: E731
+    git = lambda *a: subprocess.run(["git", *a], cwd=ws, check=True, capture_output=True)
     template = ledger.format_row(ROW)
     with open(ws / "results.tsv", "a") as f:
         for i in range(rows):
@@ -74,7 +74,8 @@ def main() -> None:
         status = median_time([sys.executable, "-m", "lab.cli", "status"], ws)
         digest = median_time([sys.executable, "-m", "lab.cli", "digest"], ws)
         print(f"python -c 'import polars'   median {polars:6.2f} s")
-        print(f"lab status (100k rows, 300 ideas, 20 worktrees) median {status:6.2f} s   = {status / polars:.2f}x polars import (target <= 3x)")
+        print(f"lab status (100k rows, 300 ideas, 20 worktrees) median {status:6.2f} s   "
+              f"= {status / polars:.2f}x polars import (target <= 3x)")
         print(f"lab digest (same workspace)  median {digest:6.2f} s")
         print(f"ledger.read (100k rows, fresh process) median {read:6.2f} s")
         out = subprocess.run([sys.executable, "-m", "lab.cli", "digest"], cwd=ws, capture_output=True, text=True).stdout

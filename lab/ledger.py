@@ -10,9 +10,8 @@ import math
 import os
 import re
 from collections import namedtuple
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
-
 
 FILENAME = "results.tsv"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the `time` column, and every UTC time lab records: UTC, to the second
@@ -42,7 +41,7 @@ HEADERS = (HEADER, *("\t".join(COLUMNS[:w]) + "\n" for w in EARLIER_WIDTHS))
 
 def utc_now(moment: datetime | None = None) -> str:
     """`moment` (default: now) as the `time` column holds it."""
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(TIME_FORMAT)
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(TIME_FORMAT)
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -181,7 +180,7 @@ def append_new(rows: list[dict[str, object]], path: str | os.PathLike, unless=No
     def missing(fd: int, size: int) -> list[str]:
         data = os.pread(fd, size, 0).decode("utf-8", "replace")
         seen = {line.split("\t", 1)[0] for line in data.splitlines()[1:]}
-        for row, line in zip(rows, lines):
+        for row, line in zip(rows, lines, strict=True):
             if str(row["run_id"]) not in seen and not (unless and unless(row)):
                 seen.add(str(row["run_id"]))
                 added.append(row)
@@ -236,7 +235,7 @@ def parse_line(line: str) -> dict[str, str] | list[tuple[str, str]]:
     if len(cells) not in _WIDTHS:
         return [("", f"has {len(cells)} columns, expected {len(COLUMNS)}")]
     row = dict.fromkeys(COLUMNS, "")
-    for col, cell in zip(COLUMNS, cells):
+    for col, cell in zip(COLUMNS, cells, strict=False):  # an earlier schema: fewer cells
         if "\r" in cell:  # the writer escapes it: a raw one is an editor's CRLF or a hand edit
             return [(col, "holds a raw carriage return (a CRLF line end?); lines end in \\n alone")]
         try:
@@ -263,7 +262,7 @@ def _clean_rows(body: str) -> list[dict[str, str]] | None:
     cells = body.replace("\n", "\t").split("\t")  # one flat list: no list per line for the GC to walk
     cells.pop()  # after the last newline
     columns = [cells[i::width] for i in range(width)]
-    for kind, column in zip(SCHEMA.values(), columns):
+    for kind, column in zip(SCHEMA.values(), columns, strict=False):
         if kind == "text":
             continue  # any text; its escapes are checked as the rows are unescaped, below
         values = set(column)  # columns repeat themselves (device, seed, hashes): each value is checked once
@@ -272,7 +271,7 @@ def _clean_rows(body: str) -> list[dict[str, str]] | None:
         if kind == "time" and not all(map(_is_date, {value[:10] for value in values})):
             return None
     status, reason, val_bpb = columns[_STATUS_AT: _STATUS_AT + 3]
-    if not all(value if s == "ok" else why for s, why, value in zip(status, reason, val_bpb)):
+    if not all(value if s == "ok" else why for s, why, value in zip(status, reason, val_bpb, strict=True)):
         return None  # an ok row without its metric, or another status without its reason
     if "\\" in body:  # only text holds escapes: no other kind's pattern takes a backslash
         try:
@@ -281,7 +280,7 @@ def _clean_rows(body: str) -> list[dict[str, str]] | None:
                     cells[i::width] = [unescape(cell) if "\\" in cell else cell for cell in columns[i]]
         except ValueError:  # a bad escape
             return None
-    return [dict(zip(COLUMNS, row)) for row in zip(*[iter(cells)] * width)]  # `width` cells at a time
+    return [dict(zip(COLUMNS, row, strict=False)) for row in zip(*[iter(cells)] * width, strict=True)]  # `width` cells at a time
 
 
 def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:

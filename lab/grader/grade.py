@@ -25,9 +25,9 @@ from loguru import logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the installed src/ (python -I leaves it out)
 
-import eval as grader_eval  # noqa: E402
-from lab import jobs, ledger, runs  # noqa: E402
-from lab.grader import protect, sandbox  # noqa: E402
+import eval as grader_eval
+from lab import jobs, ledger, runs
+from lab.grader import protect, sandbox
 
 HEX40 = re.compile(r"[0-9a-f]{40}")
 TEXT = re.compile(r"[^\t\n\r\\\x00]{0,200}")

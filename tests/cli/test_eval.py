@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_env, tiny_train
+
 from lab import jobs, ledger
 from lab.loop import status
 

@@ -295,7 +295,8 @@ def test_an_eval_py_edited_to_skip_the_grader_writes_only_unsigned_rows(P):
     text = (P.ws / "eval.py").read_text()
     old = "            return protected_eval(grader, args, row), marks\n"
     assert old in text
-    (P.ws / "eval.py").write_text(text.replace(old, f"            return {{**row, 'status': 'ok', 'reason': '', 'val_bpb': {FORGED}}}, marks\n"))
+    forged = f"            return {{**row, 'status': 'ok', 'reason': '', 'val_bpb': {FORGED}}}, marks\n"
+    (P.ws / "eval.py").write_text(text.replace(old, forged))
     P.chown()
     proc = P.as_agent("just", "eval", "--max-steps", "2", "--seed", "5")
     assert proc.returncode == 0 and f"val_bpb:     {FORGED}" in proc.stdout, proc.stdout[-1500:] + proc.stderr[-1500:]

@@ -1,12 +1,13 @@
 """The architecture, as imports: CLI -> commands -> rooms -> top level, and the guard imports nothing heavy.
 
 Parses every module under lab/ (ast, nothing imported) and checks each `import` against the layer rule.
-Fast: well under a second. Run: `just test tests/unit/test_architecture.py`.
+Fast: a second or two (ruff included). Run: `just test tests/unit/test_architecture.py`.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,3 +105,12 @@ def test_the_rule_catches_an_upward_and_a_heavy_import(tmp_path):
     assert any("standard library only" in s and "polars" in s for s in said)
     assert any("imports only itself" in s and "lab.loop.status" in s for s in said)
     assert sum("a lower layer imports a higher one" in s for s in said) == 2
+
+
+def test_ruff_is_clean_under_the_projects_configuration():
+    """pyproject.toml's [tool.ruff] holds the style; a change that breaks it fails here, not in review."""
+    ruff = Path(sys.executable).with_name("ruff")
+    assert ruff.is_file(), f"{ruff} is missing: `uv sync` installs the dev group (ruff)"
+    proc = subprocess.run([str(ruff), "check", "--no-cache", "--output-format", "concise", str(REPO)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]

@@ -200,7 +200,8 @@ GOOD = line_of(make_row(run_id="before"))
 BAD_LINES = {
     "bad-escape": (_replace_cell(GOOD, "reason", b"oops \\x here"), "reason", "bad escape '\\x'"),
     "trailing-backslash": (_replace_cell(GOOD, "label", b"ends\\"), "label", "bad escape '\\'"),
-    "too-few-columns": (GOOD.rstrip(b"\n").rsplit(b"\t", 2)[0] + b"\n", "", f"has {len(ledger.COLUMNS) - 2} columns, expected {len(ledger.COLUMNS)}"),  # 28: no schema's width
+    "too-few-columns": (GOOD.rstrip(b"\n").rsplit(b"\t", 2)[0] + b"\n", "",  # 31: no schema's width
+                        f"has {len(ledger.COLUMNS) - 2} columns, expected {len(ledger.COLUMNS)}"),
     "too-many-columns": (GOOD.rstrip(b"\n") + b"\textra\n", "", f"has {len(ledger.COLUMNS) + 1} columns, expected {len(ledger.COLUMNS)}"),
     "blank-line": (b"\n", "", f"has 1 columns, expected {len(ledger.COLUMNS)}"),
     "unknown-status": (_replace_cell(GOOD, "status", b"great"), "status", "'great' is not a status"),
@@ -456,7 +457,7 @@ def test_sigkill_while_holding_lock_mid_line(tmp_path):
             try:
                 ledger.append(new, path)
                 outcome.append("done")
-            except BaseException as e:  # noqa: BLE001 - report it in the main thread
+            except BaseException as e:
                 outcome.append(e)
 
         t = threading.Thread(target=do_append, daemon=True)
