@@ -290,7 +290,7 @@ def check_frozen(root: Path, work: Path) -> None:
         return
     try:
         checkouts = {root: "root checkout", work: "worktree"} if work != root else {root: "checkout"}
-        drifted = {where: gitx.drift(path, "main", taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
+        drifted = {where: gitx.drift(path, names.MAIN, taxonomy.patterns_of("FROZEN")) for path, where in checkouts.items()}
     except gitx.GitError as e:
         raise RunFailed("invalid", f"cannot compare frozen files with main: {e}") from None
     named = [f"{p} ({where})" for where, paths in drifted.items() for p in paths]
@@ -328,7 +328,7 @@ def evaluate(args: Args, row: dict, work: Path, root: Path, out_dir: Path, devic
         try:
             try:  # the commit's tree from git objects (--smoke: the working copy), data-size limits first
                 sandbox.materialize(work, None if args.smoke else row["commit"] or "HEAD", tree,
-                                    base=protected.base if protected else "main")
+                                    base=protected.base if protected else names.MAIN)
             except sandbox.Refused as e:
                 raise RunFailed("invalid", f"refused before training: {e}") from None
             if not (tree / "train.py").is_file():

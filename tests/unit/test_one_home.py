@@ -31,7 +31,9 @@ FUNCTIONS = {"parse_journal": "lab/journal_format.py", "utc_now": "lab/ledger.py
 
 
 def sources() -> dict[str, str]:
-    return {p.relative_to(REPO).as_posix(): p.read_text() for p in sorted(LAB.rglob("*.py")) if "__pycache__" not in p.parts}
+    """lab/'s modules and the grader's two entry files at the root."""
+    paths = [*sorted(LAB.rglob("*.py")), REPO / "eval.py", REPO / "prepare.py"]
+    return {p.relative_to(REPO).as_posix(): p.read_text() for p in paths if "__pycache__" not in p.parts}
 
 
 def strings(tree: ast.AST) -> list[tuple[int, str]]:
