@@ -487,7 +487,7 @@ def choose_device(device: str, grader: protect.Config | None, gpus: int) -> str:
 
 def start_row(args: Args, root: Path, work: Path, device: str) -> dict:
     """The row's identity and provenance columns: run id, commit, hashes, budget, and what the queue recorded."""
-    budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.DEFAULT_BUDGET_S[device.split(":")[0]])
+    budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else jobs.default_budget(device))
     run_id = new_run_id()
     try:
         job = jobs.read_job(root, run_id) if os.environ.get("LAB_RUN_ID") else None

@@ -24,6 +24,11 @@ NOTES = ("1_ideas/", "9_reports/", "0_docs/papers/")
 DEFAULT_BUDGET_S = {"cuda": 300.0, "cpu": 60.0}  # eval.py's training budget when none is given
 
 
+def default_budget(device: str) -> float:
+    """The training budget of a run on `device` (cpu, cuda or cuda:N) when none is given."""
+    return DEFAULT_BUDGET_S[device.split(":")[0]]
+
+
 def short_sha(data: bytes) -> str:
     """The 16-hex-digit sha256 the ledger's *_sha columns hold; the smoke gate compares these."""
     return hashlib.sha256(data).hexdigest()[:16]

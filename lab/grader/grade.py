@@ -92,7 +92,7 @@ def main() -> None:
         if a.run_id in ledger.run_ids(book):
             refuse(out, f"run {a.run_id} already has a row in the grader's ledger")
         device = grader_eval.resolve_device(a.device)
-        budget = a.budget_s or jobs.DEFAULT_BUDGET_S[device.split(":")[0]]
+        budget = a.budget_s or jobs.default_budget(device)
         train_blob = subprocess.run(["git", "cat-file", "blob", f"{a.commit}:train.py"], cwd=gitdir, capture_output=True)
         src = Path(cfg.install) / "src"
         row = runs.row_of(a.run_id, a.branch, a.commit, False, a.seed, budget, a.max_steps, device, a.label,

@@ -155,7 +155,7 @@ def add(root: Path, slug: str, question: str, hypothesis: str, seeds: int = 1, a
     budget, steps, device = (_flag_value(eval_args, f) for f in ("--budget-s", "--max-steps", "--device"))
     device = device if device and device != "auto" else ("cuda" if runs.gpu_count() else "cpu")
     try:
-        template = runs.provenance(root, checkout, "", 0, float(budget) if budget else jobs.DEFAULT_BUDGET_S[device.split(":")[0]],
+        template = runs.provenance(root, checkout, "", 0, float(budget) if budget else jobs.default_budget(device),
                                    int(steps) if steps else None, device, label=label,
                                    predicted_delta=predicted_delta(hypothesis))
     except ValueError as e:
