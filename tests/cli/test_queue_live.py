@@ -83,6 +83,13 @@ class Daemon:
         self.seen.update(found)
         return found
 
+    def explain(self, tasks: list[int]) -> str:
+        """Each task's pueue status and output tail, and the daemon's log tail: what a timed-out wait shows."""
+        raw = self.tasks()
+        parts = [f"\n--- task {t}: {json.dumps(raw[str(t)]['status'])}\n{pueue.log_tail(t, 40, env=self.env)}" for t in tasks]
+        log = (self.home / "pueued.log").read_text(errors="replace").splitlines()[-20:]
+        return "".join(parts) + "\n--- pueued.log (tail)\n" + "\n".join(log)
+
     def crash(self) -> None:
         """SIGKILL pueued alone: its tasks' processes live on, orphaned."""
         self.task_processes()
@@ -155,11 +162,14 @@ def queue(cwd: Path, slug: str, daemon: Daemon, *eval_args: str, seeds: int = 1)
     return queued_ids(add.stdout)
 
 
-def until(what: str, check, timeout: float = 180.0) -> None:
+def until(what: str, check, timeout: float = 180.0, daemon: Daemon | None = None, tasks: list[int] = ()) -> None:
+    """Poll `check`; on timeout, or as soon as one of `tasks` has ended, fail with what the daemon saw."""
     deadline = time.monotonic() + timeout
     while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting until {what}")
+        ended = daemon is not None and any("Done" in daemon.tasks()[str(t)]["status"] for t in tasks)
+        if ended or time.monotonic() > deadline:
+            why = "a task ended" if ended else f"timed out after {timeout:.0f}s"
+            pytest.fail(f"{why} waiting until {what}" + (daemon.explain(tasks) if daemon else ""))
         time.sleep(0.2)
 
 
@@ -238,7 +248,7 @@ def test_wait_gives_up_at_its_timeout_and_a_pueue_kill_leaves_one_killed_row(wor
     assert lab(workspace, "setup", env=daemon.env).returncode == 0
     (task,) = queue(workspace, "main", daemon, "--source", str(corpus), "--budget-s", "600")
     run_id = run_id_of(daemon, task)
-    until("the job trains", lambda: training(workspace, run_id))
+    until("the job trains", lambda: training(workspace, run_id), daemon=daemon, tasks=[task])
 
     early = lab(workspace, "wait", str(task), "--timeout", "3", env=daemon.env)
     assert early.returncode == 124 and f"gave up after 3s; still running: {task}" in early.stderr, early.stderr
@@ -293,7 +303,7 @@ def test_a_paused_group_a_stashed_and_a_paused_task_are_reported_not_waited_on(w
 
     daemon.pueue("start", "--group", "lab")
     run_id = run_id_of(daemon, first)
-    until("the job trains", lambda: training(workspace, run_id))
+    until("the job trains", lambda: training(workspace, run_id), daemon=daemon, tasks=[first])
     daemon.pueue("pause", str(first))
     waited = subprocess.run([*LAB, "wait", str(first)], cwd=workspace, env=daemon.env, capture_output=True,
                             text=True, timeout=60)
@@ -310,7 +320,7 @@ def test_a_daemon_crash_leaves_each_run_one_row_and_never_replaces_a_result(work
     late, dies = queue(workspace, "main", daemon, "--source", str(corpus), "--budget-s", "40", seeds=2)
     (early,) = queue(workspace, "main", daemon, "--source", str(corpus), "--max-steps", "2")
     run = {t: run_id_of(daemon, t) for t in (late, dies, early)}
-    until("all three jobs train", lambda: all(training(workspace, r) for r in run.values()))
+    until("all three jobs train", lambda: all(training(workspace, r) for r in run.values()), daemon=daemon, tasks=list(run))
 
     daemon.crash()
     assert jobs.wait_run(workspace, run[early], 180)  # finishes, and writes its row, while no daemon runs
@@ -348,7 +358,7 @@ def test_after_a_reboot_every_run_that_was_running_gets_one_killed_row(workspace
     assert lab(workspace, "setup", "--slots", "2", env=daemon.env).returncode == 0
     ids = queue(workspace, "main", daemon, "--source", str(corpus), "--budget-s", "600", seeds=2)
     run = {t: run_id_of(daemon, t) for t in ids}
-    until("both jobs train", lambda: all(training(workspace, r) for r in run.values()))
+    until("both jobs train", lambda: all(training(workspace, r) for r in run.values()), daemon=daemon, tasks=list(run))
 
     daemon.reboot()
     until("no eval holds its lock", lambda: not any(jobs.run_alive(workspace, r) for r in run.values()), 30)
