@@ -154,10 +154,16 @@ _hooks:
     #!/usr/bin/env bash
     set -euo pipefail
     want="{{ root }}/.githooks"
-    if [ "$(git config --get core.hooksPath || true)" != "$want" ]; then
-        git config core.hooksPath "$want"
-        echo "just setup: core.hooksPath -> $want (every checkout of this repository now runs its pre-commit)" >&2
-    fi
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        [ "$(git config --get core.hooksPath || true)" = "$want" ] && exit 0
+        if err=$(git config core.hooksPath "$want" 2>&1); then
+            echo "just setup: core.hooksPath -> $want (every checkout of this repository now runs its pre-commit)" >&2
+            exit 0
+        fi
+        sleep 0.2  # another git holds .git/config's lock (two queued evals starting at once): look again
+    done
+    echo "just setup: could not set core.hooksPath to $want: $err" >&2
+    exit 1
 
 # check commits since main and uncommitted frozen files against the rules (layer 3)
 [group('guard')]

@@ -107,6 +107,22 @@ def test_just_eval_forwards_arguments_intact(tmp_path):
     assert not (ws / "pwned").exists()
 
 
+def test_evals_that_start_together_all_start(tmp_path):
+    """Two pueue slots start `just eval` in the same instant; each runs `_setup`, which sets core.hooksPath. One
+    of them used to fail on git's lock of .git/config (the first night's queue, before any `just setup`)."""
+    ws = make_workspace(tmp_path / "ws")
+    subprocess.run(["git", "config", "--unset", "core.hooksPath"], cwd=ws, check=False)
+    spy = tmp_path / "spy-python"
+    spy.write_text(f"#!{sys.executable}\nimport sys\nprint('eval ran')\n")
+    spy.chmod(0o755)
+    starts = [subprocess.Popen(["just", "eval", "--seed", str(i)], cwd=ws, env=run_env(LAB_PYTHON=str(spy)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
+    results = [(p.wait(timeout=60), *p.communicate()) for p in starts]
+    assert all(rc == 0 and out == "eval ran\n" for rc, out, _ in results), [err for rc, _, err in results if rc]
+    hooks = subprocess.run(["git", "config", "--get", "core.hooksPath"], cwd=ws, capture_output=True, text=True)
+    assert hooks.stdout.strip() == str(ws / ".githooks")
+
+
 def test_just_without_an_environment_says_how_to_make_one(tmp_path):
     ws = make_workspace(tmp_path / "ws")
     proc = subprocess.run(["just", "eval"], cwd=ws, env=run_env(LAB_PYTHON=str(tmp_path / "nope")), capture_output=True, text=True)
