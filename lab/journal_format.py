@@ -14,7 +14,8 @@ from datetime import datetime
 RESEARCH = "RESEARCH_JOURNAL.md"  # the agent's journal: observations and inferences, for the human
 HUMAN = "human_journal.md"  # the human's: META_MODE=1, STOP and PAUSE directives
 META = "meta_journal.md"  # why each META_MODE change to a frozen file was made
-STAMP = "%Y-%m-%d %H:%M"  # a heading's time: the box's local time, to the minute
+DAY = "%Y-%m-%d"  # the local date that names idea and report files and baseline tags
+STAMP = f"{DAY} %H:%M"  # the box's local time, to the minute: journal headings, ideas' `created`, critiques, deadlines
 # Only a line that starts with "## " and a date opens an entry; indented examples or "YYYY-MM-DD" don't.
 HEADING = re.compile(rb"^## (\d{4}-\d{2}-\d{2} \d{2}:\d{2})[^\n]*", re.MULTILINE)
 
@@ -32,7 +33,7 @@ def _entry(text: bytes) -> Entry:
     m = HEADING.match(text)
     assert m is not None  # parse cuts at heading starts only
     try:
-        when = datetime.strptime(m[1].decode(), STAMP)
+        when = datetime.fromisoformat(m[1].decode())  # HEADING fixed its shape (STAMP's); strptime's first call costs ~9 ms
     except ValueError:
         when = None
     return Entry(m[0].decode(errors="replace").rstrip("\r"), when, text)

@@ -48,8 +48,8 @@ def status(root: str | os.PathLike, *, environ: Mapping[str, str] | None = None,
         return MetaStatus(False, f"off: the newest {JOURNAL} entry ({stamp}) does not say META_MODE=1")
     if newest.when > now + FUTURE_SLACK:
         return MetaStatus(False, f"off: the newest {JOURNAL} entry is dated {stamp}, in the future "
-                          f"(now {now:%Y-%m-%d %H:%M})")
+                          f"(now {now:{journal_format.STAMP}})")
     expires = newest.when + timedelta(hours=meta_expiry_hours())
     if now >= expires:
-        return MetaStatus(False, f"off: the newest {JOURNAL} entry ({stamp}) expired at {expires:%Y-%m-%d %H:%M}")
-    return MetaStatus(True, f"on: {JOURNAL} entry of {stamp} says META_MODE=1 (expires {expires:%Y-%m-%d %H:%M})")
+        return MetaStatus(False, f"off: the newest {JOURNAL} entry ({stamp}) expired at {expires:{journal_format.STAMP}}")
+    return MetaStatus(True, f"on: {JOURNAL} entry of {stamp} says META_MODE=1 (expires {expires:{journal_format.STAMP}})")

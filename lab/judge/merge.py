@@ -9,7 +9,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from lab import gitx, jobs, ledger, names, runs
+from lab import gitx, jobs, journal_format, ledger, names, runs
 from lab.grader import protect
 from lab.guard import history, meta
 from lab.judge import verdicts
@@ -59,6 +59,6 @@ def merge(root: Path, slug: str, min_effect: float = 0.0, now: datetime | None =
         said = " ".join((done.stderr or done.stdout).split())
         raise MergeError(f"`git merge {branch}` failed and was aborted, main is unchanged: {said}")
     commit = gitx.head_commit(root)
-    tag = f"baseline/{(now or datetime.now()):%Y-%m-%d}-{slug}"
+    tag = f"baseline/{(now or datetime.now()):{journal_format.DAY}}-{slug}"
     gitx.git("tag", "-a", tag, "-m", message, commit, cwd=root)
     return commit, tag, message

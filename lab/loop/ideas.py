@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, slugs
+from lab import files, journal_format, slugs
 
 STATUSES = ("proposed", "critiqued", "running", "done", "reported", "dropped")
 KEYS = ("status", "rating", "created", "slug", "title")
@@ -93,7 +93,7 @@ def _parse(path: Path, text: str) -> Idea:
             raise bad("rating", "is not an integer 1-5: fix it, or leave it empty until the critique")
         rating = int(values["rating"])
     if not CREATED.fullmatch(values["created"]):
-        raise bad("created", "is not `YYYY-MM-DD HH:MM`: write the creation time (`date '+%Y-%m-%d %H:%M'`)")
+        raise bad("created", f"is not `YYYY-MM-DD HH:MM`: write the creation time (`date '+{journal_format.STAMP}'`)")
     try:
         slugs.check(values["slug"])
     except slugs.SlugError as e:
@@ -206,8 +206,8 @@ def new(root: Path, slug: str, title: str, now: datetime | None = None) -> Idea:
     if not template.is_file():
         raise IdeaError(f"1_ideas/{TEMPLATE} is missing: restore it from main (`git show main:1_ideas/{TEMPLATE}`)")
     now = now or datetime.now()
-    path = ideas_dir(root) / f"{now:%Y-%m-%d}_{slug}.md"
-    fields = {"status": "proposed", "rating": "", "created": f"{now:%Y-%m-%d %H:%M}", "slug": slug, "title": title}
+    path = ideas_dir(root) / f"{now:{journal_format.DAY}}_{slug}.md"
+    fields = {"status": "proposed", "rating": "", "created": f"{now:{journal_format.STAMP}}", "slug": slug, "title": title}
     text = _set_fields(template, _read(template), fields)
     lines, _, end = _front(template, text)
     head, body = "\n".join(lines[: end + 1]), "\n".join(lines[end + 1 :])
@@ -312,7 +312,7 @@ def append_critique(root: Path, slug: str, text: str) -> Idea:
         last -= 1
     # The critic's own headings go below ours, so the file's `##` sections stay where they are.
     body = [("###" + line) if re.match(r"#{1,3}\s", line) else line for line in text.split("\n")]
-    block = ["", f"### Critique {datetime.now():%Y-%m-%d %H:%M}", "", *body, ""]
+    block = ["", f"### Critique {datetime.now():{journal_format.STAMP}}", "", *body, ""]
     new_text = "\n".join(lines[:last] + block + lines[stop:])
     if idea.status == "proposed":
         new_text = _set_fields(idea.path, new_text, {"status": "critiqued"})

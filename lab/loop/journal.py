@@ -105,8 +105,8 @@ def _insert(old: bytes, path: Path, title: str, body: str, when: datetime) -> tu
     preamble, entries = journal_format.parse(old)
     newest = max((e.when for e in entries if e.when), default=None)
     if newest and when < newest:
-        raise JournalError(f"the clock says {when:%Y-%m-%d %H:%M}, before the newest entry of {path} "
-                           f"({newest:%Y-%m-%d %H:%M}): fix the box's clock (`date`), entries go newest first")
+        raise JournalError(f"the clock says {when:{journal_format.STAMP}}, before the newest entry of {path} "
+                           f"({newest:{journal_format.STAMP}}): fix the box's clock (`date`), entries go newest first")
     if not entries and preamble and not preamble.endswith(b"\n"):
         raise JournalError(f"{path} does not end with a newline, so no entry can go below its preamble "
                            "without changing it: ask the human to add one")

@@ -170,7 +170,7 @@ def stop_reason(root: Path, night: Night, cfg: Config, now: datetime | None = No
     """The first stop rule that fires now, as the line the journal and the summary show; None: go on."""
     now = now or datetime.now()
     if now >= cfg.deadline:
-        return f"deadline: the window ended at {cfg.deadline:%Y-%m-%d %H:%M}"
+        return f"deadline: the window ended at {cfg.deadline:{journal_format.STAMP}}"
     d = window.directive(root, night.journal_entries_at_start, now)
     if d.kind == "stop":
         return f"human: {d.why}"
@@ -342,7 +342,7 @@ def drive(root: Path, cfg: Config, say=print) -> Night:
     """Run one night to its end; returns it with its stop reason and the path of its summary."""
     root = Path(root)
     night = start(root, cfg)
-    say(f"lab overnight: night {night.id} until {cfg.deadline:%Y-%m-%d %H:%M}, agent: {cfg.agent}")
+    say(f"lab overnight: night {night.id} until {cfg.deadline:{journal_format.STAMP}}, agent: {cfg.agent}")
     try:
         reason = _cycles(root, night, cfg, say)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the command turns it into this)

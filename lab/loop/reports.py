@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from lab import files, ledger, names, runs, slugs
+from lab import files, journal_format, ledger, names, runs, slugs
 from lab.grader import protect
 from lab.judge import verdicts
 from lab.loop import ideas
@@ -63,7 +63,7 @@ def write(root: Path, slug: str, now: datetime | None = None,
         raise ReportError(f"{FOLDER}/{TEMPLATE} is missing: restore it from main "
                           f"(`git checkout main -- {FOLDER}/{TEMPLATE}`)")
     now = now or datetime.now()
-    path = root / FOLDER / f"{now:%Y-%m-%d}_{slug}.md"
+    path = root / FOLDER / f"{now:{journal_format.DAY}}_{slug}.md"
     try:
         judged = verdicts.verdict(rows, slug, train_sha=runs.main_train_sha(root))
     except verdicts.VerdictError as e:
@@ -88,7 +88,7 @@ def render(template: str, idea: ideas.Idea, prediction: str, slug_rows: list[dic
     except ValueError:
         idea_path = str(idea.path)
     front = _fill_front(front, {"slug": idea.slug, "idea": idea_path, "branch": f"{names.EXP}{idea.slug}",
-                                "date": f"{now:%Y-%m-%d}"})
+                                "date": f"{now:{journal_format.DAY}}"})
     preamble, sections = _sections(body)
     # The template's own comment is about copying the template; the report keeps only its title.
     preamble = re.sub(r"<!--.*?-->\n?", "", preamble, flags=re.S)

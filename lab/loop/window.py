@@ -81,7 +81,7 @@ def directive(root: str | os.PathLike, entries_at_start: int, now: datetime | No
                                                    f"{line!r} is not `PAUSE until HH:MM` (or `PAUSE until "
                                                    "YYYY-MM-DD HH:MM`), so the night stops rather than guess")
                 if until > now:
-                    return Directive("pause", until, f"PAUSE until {until:%Y-%m-%d %H:%M} in the human_journal.md "
+                    return Directive("pause", until, f"PAUSE until {until:{journal_format.STAMP}} in the human_journal.md "
                                                      f"entry '{stamp}'")
                 return Directive(None, None, "")  # the newest pause is over: carry on
     return Directive(None, None, "")

@@ -1,5 +1,5 @@
 """One home per concept: the journal format, the names of main, a look's sizes, the critic's brief, the UTC
-time format and the table printer are each defined once, and no module under lab/ spells a copy.
+time format, the local date and minute formats and the table printer are each defined once, and no module under lab/ spells a copy.
 
 Parses lab/ with ast (nothing imported but lab.loop.ideas for the brief); a planted copy shows each check can fail.
 Fast: under a second. Run: `just test tests/unit/test_one_home.py`.
@@ -74,6 +74,8 @@ def copies(files: dict[str, str]) -> list[str]:
                 found.append(f"{where}: the experiment branches' prefix spelled out; use names.EXP")
             if "%H:%M:%SZ" in value and path != "lab/ledger.py":
                 found.append(f"{where}: the UTC time format; use ledger.TIME_FORMAT / ledger.utc_now")
+            if re.search(r"%Y-%m-%d( %H:%M)?$", value) and path != "lab/journal_format.py":
+                found.append(f"{where}: lab's local date or minute format; use journal_format.DAY / STAMP")
             if "Strongest objection" in value:
                 found.append(f"{where}: the critic's brief; it lives in .claude/agents/critic.md")
             if re.search(r"--seeds [0-9]|[0-9] seeds of the unmodified", value):
@@ -105,6 +107,8 @@ def test_no_concept_is_spelled_twice():
     ("lab/runs.py", 'def g():\n    return blobs(["main:train.py"])\n', "main spelled out"),
     ("lab/loop/reports.py", 'def h(slug):\n    return f"exp/{slug}"\n', "experiment branches' prefix"),
     ("lab/jobs.py", 'T = now.strftime("%Y-%m-%dT%H:%M:%SZ")\n', "UTC time format"),
+    ("lab/loop/ideas.py", 'def stamp(now):\n    return f"created: {now:%Y-%m-%d %H:%M}"\n', "local date or minute format"),
+    ("lab/loop/reports.py", 'def name(now, slug):\n    return f"{now:%Y-%m-%d}_{slug}.md"\n', "local date or minute format"),
     ("lab/queue/queue.py", "def utc_now():\n    pass\n", "defines utc_now()"),
     ("lab/queue/queue.py", '_NUMBER = r"[-+]?\\d+"\n', "assigns _NUMBER"),
     ("lab/loop/ideas.py", 'P = "1. Strongest objection: the single best reason"\n', "critic's brief"),
