@@ -6,12 +6,14 @@ Import-light on purpose (stdlib only): eval.py, hooks and the guard all read it.
 from __future__ import annotations
 
 import fcntl
+import gc
 import math
 import os
 import re
 from collections import namedtuple
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
+from itertools import repeat
 
 FILENAME = "results.tsv"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the `time` column, and every UTC time lab records: UTC, to the second
@@ -123,9 +125,9 @@ def _pattern(kind: str) -> re.Pattern:
 
 @cache
 def _is_date(day: str) -> bool:
-    """Whether a time's YYYY-MM-DD part is a calendar date (2026-02-30 is not); cached: a ledger has few days."""
+    """Whether a time's YYYY-MM-DD part (its shape checked already) is a calendar date (2026-02-30 is not)."""
     try:
-        return bool(datetime.strptime(day, "%Y-%m-%d"))
+        return bool(date.fromisoformat(day))  # not strptime: its first call costs a locale set-up
     except ValueError:
         return False
 
@@ -176,6 +178,8 @@ def append_new(rows: list[dict[str, object]], path: str | os.PathLike, unless=No
     `unless(row)`, if given, is asked under that lock too: a row it is true for is left out (its run is alive)."""
     lines = [format_row(row) for row in rows]  # validate all before touching the file
     added: list[dict[str, object]] = []
+    if not rows:  # lab status asks on every call, with nothing to add: no lock, no read
+        return added
 
     def missing(fd: int, size: int) -> list[str]:
         data = os.pread(fd, size, 0).decode("utf-8", "replace")
@@ -280,7 +284,14 @@ def _clean_rows(body: str) -> list[dict[str, str]] | None:
                     cells[i::width] = [unescape(cell) if "\\" in cell else cell for cell in columns[i]]
         except ValueError:  # a bad escape
             return None
-    return [dict(zip(COLUMNS, row, strict=False)) for row in zip(*[iter(cells)] * width, strict=True)]  # `width` cells at a time
+    # `width` cells at a time, one dict each; the collector paused: 100k new dicts would set it off again and again
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return list(map(dict, map(zip, repeat(COLUMNS), zip(*[iter(cells)] * width, strict=True))))
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def read(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[Problem]]:

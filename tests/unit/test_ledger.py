@@ -19,6 +19,7 @@ Run:  just test tests/unit/test_ledger.py
 from __future__ import annotations
 
 import fcntl
+import gc
 import inspect
 import os
 import random
@@ -275,6 +276,18 @@ def test_read_returns_what_parse_line_returns_line_by_line(tmp_path):
     lines = path.read_text().split("\n")[1:-1]
     assert ledger.read(path) == ([ledger.parse_line(line) for line in lines], [])
     assert ledger.read(path)[0] == [as_text(r) for r in rows] + [as_text(make_row(run_id="old"))]
+
+
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_a_read_leaves_the_garbage_collector_as_it_found_it(tmp_path, collector_on):
+    """read() pauses the collector while it builds a clean ledger's rows: it is back on, or still off, after."""
+    path = new_ledger(tmp_path, make_row(run_id="a"), make_row(run_id="b"))
+    (gc.enable if collector_on else gc.disable)()
+    try:
+        rows, problems = ledger.read(path)
+        assert gc.isenabled() == collector_on and [r["run_id"] for r in rows] == ["a", "b"] and problems == []
+    finally:
+        gc.enable()
 
 
 def test_read_reports_bad_header_and_keeps_rows(tmp_path):
