@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,8 +118,13 @@ def proposed_merges(root: Path, verdict_of: dict[str, verdicts.Verdict]) -> list
     return [s for s in kept if worktrees.branch_of(s) in have and worktrees.branch_of(s) not in merged]
 
 
-def warnings_for(root: Path, problems: list[ledger.Problem]) -> list[str]:
-    warnings = [f"ledger: {p}" for p in problems[:5]] + ([f"ledger: {len(problems) - 5} more problem(s)"] if len(problems) > 5 else [])
+def ledger_warnings(problems: list[ledger.Problem]) -> list[str]:
+    return [f"ledger: {p}" for p in problems[:5]] + ([f"ledger: {len(problems) - 5} more problem(s)"] if len(problems) > 5 else [])
+
+
+def checkout_warnings(root: Path) -> list[str]:
+    """Frozen drift without META_MODE and stray files in the root checkout (git's answers)."""
+    warnings = []
     if not meta.status(root).on:
         drift = gitx.drift(root, "HEAD", taxonomy.patterns_of("FROZEN"))
         if drift:
@@ -309,18 +315,21 @@ def _tree_step(tree: worktrees.Worktree, rows: list[dict], plan: dict, args: lis
 
 def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> Summary:
     root = Path(root)
-    rows, problems = ledger.read(ledger.ledger_path(root))
-    if runs.settle_orphans(root, rows):  # evals that died unseen: their killed rows, once
-        rows, problems = ledger.read(ledger.ledger_path(root))
-    rows, left_out = protect.verified(root, rows)  # protected: the grader's rows only
+    path = ledger.ledger_path(root)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # git and pueue answer while this thread parses the ledger
+        asked_trees, asked_queue = pool.submit(worktrees.git_view, root), pool.submit(queue_ready)
+        asked_sha, asked_warnings = pool.submit(runs.main_train_sha, root), pool.submit(checkout_warnings, root)
+        rows, problems = ledger.read(path)
+        if runs.settle_orphans(root, rows):  # evals that died unseen: their killed rows, once
+            rows, problems = ledger.read(path)
+        rows, left_out = protect.verified(root, rows)  # protected: the grader's rows only
+        trees, queue, main_sha = worktrees.with_rows(asked_trees.result(), rows), asked_queue.result(), asked_sha.result()
+        warnings = ledger_warnings(problems) + asked_warnings.result() + ([left_out] if left_out else [])
     all_ideas = ideas.all_ideas(root)
-    trees = worktrees.list_worktrees(root, ledger_rows=rows)
     counts = {s: 0 for s in ideas.STATUSES}
     for idea in all_ideas:
         counts[idea.status] = counts.get(idea.status, 0) + 1
-    main_sha = runs.main_train_sha(root)
     baseline = baseline_of(rows, main_sha)
-    warnings = warnings_for(root, problems) + ([left_out] if left_out else [])
     recorded = {r["run_id"] for r in rows}
     flying = runs.in_flight(root, recorded)
     verdict_of = verdicts_for(rows, main_sha)
@@ -333,7 +342,7 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
         reported={s for s in verdict_of if reports.existing(root, s)},
         journaled=journaled(root, list(verdict_of)),
         root_notes=any(_notes(p) for p in gitx.changed_paths(root, untracked=True)) if gitx.branch(root) == names.MAIN else False,
-        queue=queue_ready(), device="cuda" if runs.gpu_count() else "cpu", eval_sha=eval_sha,
+        queue=queue, device="cuda" if runs.gpu_count() else "cpu", eval_sha=eval_sha,
         prepare_sha=jobs.file_sha(root / "prepare.py"), main_sha=main_sha,
     )
     in_flight: dict[str, int] = {}

@@ -14,7 +14,7 @@ import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab import gitx, ledger, names, slugs
@@ -95,12 +95,12 @@ def _uncommitted(path: Path) -> list[str]:
     return [line[3:] for line in gitx.git("status", "--porcelain", cwd=path).splitlines() if line]
 
 
-def _describe(root: Path, path: Path, fields: dict[str, str], rows: Counter) -> Worktree:
+def _describe(root: Path, path: Path, fields: dict[str, str]) -> Worktree:
     branch = fields.get("branch", "").removeprefix("refs/heads/") or "(detached)"
     # HEAD's hash, not the branch name: also right for a detached worktree.
     ahead = int(gitx.git("rev-list", "--count", f"{names.MAIN}..{fields.get('HEAD', 'HEAD')}", cwd=root))
     dirty = path.is_dir() and bool(_uncommitted(path))
-    return Worktree(slug=path.name, path=path, branch=branch, ahead=ahead, dirty=dirty, rows=rows[path.name])
+    return Worktree(slug=path.name, path=path, branch=branch, ahead=ahead, dirty=dirty, rows=0)
 
 
 @contextmanager
@@ -176,11 +176,21 @@ def list_worktrees(root: Path, ledger_rows: list[dict] | None = None) -> list[Wo
 
     Pass `ledger_rows` when the caller has read the ledger already (lab status on 100k rows reads it once).
     """
+    return with_rows(git_view(root), _rows_by_slug(root) if ledger_rows is None else ledger_rows)
+
+
+def git_view(root: Path) -> list[Worktree]:
+    """The worktrees as git alone sees them: their `rows` are 0 until `with_rows` counts them."""
     root = Path(root)
-    rows = Counter(r["slug"] for r in ledger_rows) if ledger_rows is not None else _rows_by_slug(root)
     found = _registered(root)
     with ThreadPoolExecutor(max_workers=8) as pool:  # two git calls per worktree, run side by side
-        return list(pool.map(lambda path: _describe(root, path, found[path], rows), sorted(found)))
+        return list(pool.map(lambda path: _describe(root, path, found[path]), sorted(found)))
+
+
+def with_rows(trees: list[Worktree], ledger_rows: list[dict] | Counter) -> list[Worktree]:
+    """`trees` with each one's count of ledger rows (rows, or a Counter of them by slug)."""
+    count = ledger_rows if isinstance(ledger_rows, Counter) else Counter(r["slug"] for r in ledger_rows)
+    return [replace(t, rows=count[t.slug]) for t in trees]
 
 
 def finish(root: Path, slug: str, drop: bool = False) -> Worktree:
@@ -216,7 +226,7 @@ def _finish(root: Path, slug: str, drop: bool) -> Worktree:
     except ideas.IdeaError as e:
         idea = None
         missing = _one_line(str(e))
-    before = _describe(root, path, fields, _rows_by_slug(root))
+    (before,) = with_rows([_describe(root, path, fields)], _rows_by_slug(root))
     proc = _git(root, "worktree", "remove", str(path))  # no --force: git re-checks that nothing is lost
     if proc.returncode != 0:
         raise WorktreeError(f"`git worktree remove {DIR}/{slug}` failed in {root}: "
