@@ -2,7 +2,8 @@
 
 Target: within 3x of `python -c "import polars"` on the same machine. Also times reading (and validating) the
 100k-row ledger alone, in a fresh process each time, import of lab.ledger included. Builds the workspace in a temp
-clone of the committed repository. Run from the root checkout: `uv run python bench/status.py`.
+clone of the committed repository. Run from the root checkout: `uv run python bench/status.py [ROUNDS] [--against REV]` (default 5
+rounds; the commands take turns, so a noisy moment hits each alike; REV's lab is timed alongside, on the same data).
 """
 
 from __future__ import annotations
@@ -49,36 +50,54 @@ def build(ws: Path, rows: int, n_ideas: int, n_trees: int) -> None:
         git("worktree", "add", "-q", f"5_worktrees/idea-{i}", "-b", f"exp/idea-{i}", "main")
 
 
-def median_time(cmd: list[str], cwd: Path, n: int = 3) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-        samples.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            sys.exit(f"{cmd} failed: {proc.stderr[-2000:]}")
-    return statistics.median(samples)
+def timed(commands: dict[str, tuple[list[str], Path]], rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each (command, cwd), `rounds` times, interleaved: a noisy moment hits every command alike."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, (cmd, cwd) in commands.items():
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+            samples[name].append(time.perf_counter() - start)
+            if proc.returncode != 0:
+                sys.exit(f"{cmd} in {cwd} failed: {proc.stderr[-2000:]}")
+    return samples
+
+
+def workspace(tmp: Path, name: str, rev: str) -> Path:
+    """A clone of this repository at `rev` with the big workspace built and committed in it."""
+    ws = tmp / name
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=ws, check=True)
+    (ws / ".venv").symlink_to(ROOT / ".venv")
+    build(ws, rows=100_000, n_ideas=300, n_trees=20)
+    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "bench"], cwd=ws, check=True)
+    return ws
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    against = args[args.index("--against") + 1] if "--against" in args else None  # an older commit, timed alongside
+    rounds = int(next((a for a in args if a.isdigit()), "5"))
     keep = os.environ.get("LAB_BENCH_KEEP")  # a directory to build in and keep, for profiling
     with tempfile.TemporaryDirectory(prefix="lab-status-bench-") as tmp:
-        tmp = keep or tmp
-        ws = Path(tmp) / "ws"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
-        (ws / ".venv").symlink_to(ROOT / ".venv")
-        build(ws, rows=100_000, n_ideas=300, n_trees=20)
-        subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "bench"], cwd=ws, check=True)
-        polars = median_time([sys.executable, "-c", "import polars"], ws)
-        read = median_time([sys.executable, "-c", READ], ws)
-        status = median_time([sys.executable, "-m", "lab.cli", "status"], ws)
-        digest = median_time([sys.executable, "-m", "lab.cli", "digest"], ws)
-        print(f"python -c 'import polars'   median {polars:6.2f} s")
-        print(f"lab status (100k rows, 300 ideas, 20 worktrees) median {status:6.2f} s   "
-              f"= {status / polars:.2f}x polars import (target <= 3x)")
-        print(f"lab digest (same workspace)  median {digest:6.2f} s")
-        print(f"ledger.read (100k rows, fresh process) median {read:6.2f} s")
-        out = subprocess.run([sys.executable, "-m", "lab.cli", "digest"], cwd=ws, capture_output=True, text=True).stdout
+        tmp = Path(keep or tmp)
+        revs = {"HEAD": workspace(tmp, "ws", "HEAD")} | ({against: workspace(tmp, "ws-against", against)} if against else {})
+        lab = [sys.executable, "-m", "lab.cli"]
+        commands = {"polars": ([sys.executable, "-c", "import polars"], revs["HEAD"])}
+        for rev, ws in revs.items():
+            commands |= {f"status {rev}": ([*lab, "status"], ws), f"digest {rev}": ([*lab, "digest"], ws),
+                         f"read {rev}": ([sys.executable, "-c", READ], ws)}
+        s = timed(commands, rounds)
+        med, low = ({k: f(v) for k, v in s.items()} for f in (statistics.median, min))
+        print(f"{rounds} interleaved rounds; seconds, median / min; 100k rows, 300 ideas, 20 worktrees")
+        print(f"{'python -c import polars':32s} {med['polars']:5.2f} / {low['polars']:5.2f}")
+        for rev in revs:
+            for what in ("status", "digest", "read"):
+                name = f"{what} {rev}"
+                ratio = f"   = {med[name] / med['polars']:.2f}x / {low[name] / low['polars']:.2f}x polars import" \
+                    + (" (target <= 3x)" if what == "status" else "")
+                print(f"{('lab ' if what != 'read' else 'ledger.') + name:32s} {med[name]:5.2f} / {low[name]:5.2f}{ratio}")
+        out = subprocess.run([*lab, "digest"], cwd=revs["HEAD"], capture_output=True, text=True).stdout
         print(f"digest length: {len(out)} characters (cap 4000); cpu: {os.cpu_count()} cores")
 
 
