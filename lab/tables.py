@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 
-def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
-    """One line per row, every column but the last padded to its widest cell; no trailing blanks."""
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)] if rows else []
-    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip() for row in rows]
+def aligned(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
+    """One line per row. Columns in `right` (numbers) are right-justified; the rest left-justified, the last
+    one unpadded. No trailing blanks."""
+    if not rows:
+        return []
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    last = len(widths) - 1
+
+    def pad(c: int, cell: str) -> str:
+        if c in right:
+            return cell.rjust(widths[c])
+        return cell.ljust(widths[c]) if c < last else cell
+
+    return ["  ".join(pad(c, cell) for c, cell in enumerate(row)).rstrip() for row in rows]

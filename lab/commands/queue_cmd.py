@@ -10,7 +10,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from lab import gitx, jobs, ledger
+from lab import gitx, jobs, ledger, tables
 from lab.commands.common import fail, root
 from lab.queue import pueue
 from lab.queue import queue as core
@@ -71,11 +71,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object p
         typer.echo(f"row appended: run {row['run_id']} ({row['status']}): {row['reason']}")
     if not described:
         typer.echo("no queued jobs (add one with `lab queue SLUG --q … --h …`)")
-    for d in described:
-        runtime = "" if d["runtime_s"] is None else f"{d['runtime_s']:.0f}s"
-        typer.echo(f"{d['task']:>4}  {d['state']:8s} {(d['result'] or ''):12s} {runtime:>7s}  {d['slug']} seed {d['seed']}  "
-                   f"{_outcome(d)}")
-        typer.echo(f"      {' '.join(d['label'].split())}")
+    table = [(str(d["task"]), d["state"], d["result"] or "", "" if d["runtime_s"] is None else f"{d['runtime_s']:.0f}s",
+              f"{d['slug']} seed {d['seed']}", _outcome(d)) for d in described]
+    for d, line in zip(described, tables.aligned(table, right={0, 3}), strict=True):
+        typer.echo(line)
+        typer.echo(f"      {' '.join(d['label'].split())}")  # the label under its job
     for w in warnings:
         typer.echo(f"warning: {w}")
 

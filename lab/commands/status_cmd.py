@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import typer
 
-from lab import gitx
+from lab import gitx, tables
 from lab.commands.common import fail, root
 from lab.loop import overnight
 from lab.loop import status as core
@@ -23,9 +23,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
     typer.echo(s.mode)
     typer.echo(f"META_MODE {s.meta}")
     typer.echo("ideas: " + ", ".join(f"{n} {k}" for k, n in s.ideas.items() if n) if any(s.ideas.values()) else "ideas: none yet")
-    for t in s.worktrees:
-        state = "dirty" if t["dirty"] else "clean"
-        typer.echo(f"worktree {t['slug']:24s} {t['branch']:28s} ahead {t['ahead']:3d}  {state}  rows {t['rows']}")
+    trees = [("worktree", t["slug"], t["branch"], "ahead", str(t["ahead"]), "dirty" if t["dirty"] else "clean",
+              "rows", str(t["rows"])) for t in s.worktrees]
+    for line in tables.aligned(trees, right={4}):
+        typer.echo(line)
     typer.echo(core.baseline_line(s.baseline))
     typer.echo(core.best_line(s.best))
     for slug, line in s.effects.items():
@@ -34,9 +35,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the summary
         typer.echo("proposed merges (the human's call, `lab merge SLUG` in META_MODE): " + ", ".join(s.proposed_merges))
     flying = ", ".join(f"{n} {slug}" for slug, n in s.in_flight.items())
     typer.echo(f"runs: {s.runs}" + (f" ({flying} in flight)" if flying else ""))
-    for r in s.latest:
-        typer.echo(f"  {r['run_id']:22s} {r['slug']:20s} seed {r['seed']:>3s} {r['budget']:>10s} {r['status']:8s} "
-                   f"{r['val_bpb'] or r['reason'][:50]}")
+    latest = [(r["run_id"], r["slug"], "seed", r["seed"], r["budget"], r["status"], r["val_bpb"] or r["reason"][:50])
+              for r in s.latest]
+    for line in tables.aligned(latest, right={3, 4}):
+        typer.echo(f"  {line}")
     for w in s.warnings:
         typer.echo(f"warning: {w}")
     if night:

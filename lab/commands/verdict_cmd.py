@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from lab import gitx, ledger, names, runs
+from lab import gitx, ledger, names, runs, tables
 from lab.commands.common import fail, root
 from lab.grader import protect
 from lab.judge import verdicts
@@ -99,12 +99,15 @@ def calibration(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         typer.echo(json.dumps(c, indent=1))
         return
+    yes_no = lambda flag: "-" if flag is None else "yes" if flag else "no"
+    table = [("slug", "predicted", "observed", "sign", "inside")]
     for slug, s in c["slugs"].items():
         pred = "none" if s["predicted"] is None else f"{s['predicted']:+.4f}"
         obs = "n/a" if s["observed"] is None else f"{s['observed']:+.4f}"
-        typer.echo(f"{slug:28s} predicted {pred:>8s}  observed {obs:>8s}  "
-                   f"sign {'-' if s['sign_agrees'] is None else 'yes' if s['sign_agrees'] else 'no':3s}  "
-                   f"inside {'-' if s['inside'] is None else 'yes' if s['inside'] else 'no'}")
+        table.append((slug, pred, obs, yes_no(s["sign_agrees"]), yes_no(s["inside"])))
+    if c["slugs"]:
+        for line in tables.aligned(table, right={1, 2}):
+            typer.echo(line)
     o = c["overall"]
     agree = "n/a" if o["sign_agreement"] is None else f"{o['sign_agreement']:.0%}"
     mae = "n/a" if o["mean_abs_error"] is None else f"{o['mean_abs_error']:.4f}"

@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import journal_format, ledger, names, taxonomy
+from lab import journal_format, ledger, names, tables, taxonomy
 
 CONFIG_DIR = Path("/etc/lab/protected")  # one root-owned JSON per protected repository
 INSTALL_ROOT, STATE_ROOT, SUDOERS_DIR = Path("/opt/lab-grader"), Path("/var/lib/lab-grader"), Path("/etc/sudoers.d")
@@ -197,8 +197,9 @@ def test_scores(cfg: Config, slug: str) -> list[str]:
     if not any(c[1] == slug for c in cells):
         raise ProtectError(f"no graded run of '{slug}' in {private}")
     shown = [c for c in cells if c[1] == slug or c[1] in names.BASELINE_SLUGS]
-    return [f"{'run_id':24s} {'slug':20s} {'seed':>4s} {'val_bpb':>9s} {'test_bpb':>9s}"] + [
-        f"{run_id:24s} {s:20s} {seed:>4s} {val:>9s} {test:>9s}" for run_id, s, _commit, seed, val, test in shown]
+    table = [("run_id", "slug", "seed", "val_bpb", "test_bpb")] + [(run_id, s, seed, val, test)
+                                                                 for run_id, s, _commit, seed, val, test in shown]
+    return tables.aligned(table, right={2, 3, 4})
 
 
 # ------------------------------------------------------------------------------------- the caller's side

@@ -64,6 +64,11 @@ def test_noise_verdict_calibration_and_status_agree(workspace):
     # observed = mean(2.40, 2.41, 2.39) - mean(2.50, 2.52, 2.48) = 2.40 - 2.50 = -0.10; |−0.10 − (−0.08)| = 0.02
     assert abs(wider["observed"] + 0.10) < 1e-9 and abs(wider["abs_error"] - 0.02) < 1e-9
     assert wider["sign_agrees"] is True and wider["inside"] is True  # -0.10 within -0.08 ± 0.03
+    table = lab(workspace, "calibration").stdout.splitlines()  # one aligned table, then the overall line
+    assert table[0].split() == ["slug", "predicted", "observed", "sign", "inside"]
+    assert table[1].split() == ["wider", "-0.0800", "-0.1000", "yes", "yes"]
+    assert table[0].index("predicted") + len("predicted") == table[1].index("-0.0800") + len("-0.0800")  # numbers right
+    assert table[2].startswith("overall: 1 scored, sign agreement 100%")
 
     ideas_line = lab(workspace, "status")
     # a slug without a worktree (finished) keeps its verdict, with the verdict's effect size

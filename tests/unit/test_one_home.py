@@ -85,6 +85,9 @@ def copies(files: dict[str, str]) -> list[str]:
                 found.append(f"{path}:{node.lineno}: writes a journal heading by hand; use journal_format.heading")
             if isinstance(node, ast.Attribute) and node.attr in ("ljust", "rjust") and path != "lab/tables.py":
                 found.append(f"{path}:{node.lineno}: pads a column by hand; use tables.aligned")
+            if path.startswith("lab/") and isinstance(node, ast.FormattedValue) and node.format_spec is not None \
+                    and re.fullmatch(r"[<>^]?[1-9]\d*[sd]?", ast.unparse(node.format_spec)[2:-1]):
+                found.append(f"{path}:{node.lineno}: pads a column to a fixed width; use tables.aligned")
             if (isinstance(node, ast.Call) and len(node.args) > 1 and isinstance(node.args[0], ast.Constant)
                     and type(node.args[0].value) is int and any(isinstance(a, ast.Constant) and a.value == "--seeds" for a in node.args)
                     and "verdict" in path):
@@ -115,6 +118,8 @@ def test_no_concept_is_spelled_twice():
     ("lab/commands/verdict_cmd.py", 'x = typer.Option(3, "--seeds", help="")\n', "bare seed count"),
     ("lab/commands/verdict_cmd.py", 'm = "(`lab baseline --seeds 3`) before"\n', "a look's seed count"),
     ("lab/commands/idea_cmd.py", 'line = "  ".join(c.ljust(w) for c, w in zip(row, widths))\n', "pads a column by hand"),
+    ("lab/commands/status_cmd.py", 'line = f"worktree {slug:24s} ahead {n:3d}"\n', "pads a column to a fixed width"),
+    ("lab/commands/queue_cmd.py", 'line = f"{task:>4}  {state}"\n', "pads a column to a fixed width"),
     ("lab/loop/status.py", "import polars as pl\n", "imports polars"),
 ])
 def test_a_planted_copy_is_caught(path, planted, said):
