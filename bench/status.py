@@ -37,8 +37,8 @@ def build(ws: Path, rows: int, n_ideas: int, n_trees: int) -> None:
     with open(ws / "results.tsv", "a") as f:
         for i in range(rows):
             slug = "main" if i % 50 == 0 else f"idea-{i % n_ideas}"
-            f.write(template.replace("\tX\t", f"\t20261123-{i:06d}-beef\t", 1).replace("\tS\texp/S\t", f"\t{slug}\texp/{slug}\t", 1)
-                    .replace("\t2.5\t", f"\t{2.4 + (i % 97) / 1000}\t", 1))
+            line = template.replace("X\t", f"20261123-{i:06d}-beef\t", 1)  # run_id: the line's first cell
+            f.write(line.replace("\tS\texp/S\t", f"\t{slug}\texp/{slug}\t", 1).replace("\t2.5\t", f"\t{2.4 + (i % 97) / 1000}\t", 1))
     text = (ws / "1_ideas" / "_TEMPLATE.md").read_text()
     for i in range(n_ideas):
         status = ("proposed", "critiqued", "running", "done")[i % 4]
