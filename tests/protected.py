@@ -45,11 +45,11 @@ class Protected:
         self.up_done = False
 
     def up(self) -> None:
-        from lab.grader import protect
+        from lab.grader import admin
 
         subprocess.run(["useradd", "--create-home", "--home-dir", str(self.home), "--shell", "/bin/sh", self.agent],
                        check=True, capture_output=True)
-        protect.build_env(REPO, self.venv)  # the agent's own environment (root's pyenv is not readable by others)
+        admin.build_env(REPO, self.venv)  # the agent's own environment (root's pyenv is not readable by others)
         make_workspace(self.ws)
         (self.ws / ".venv").unlink()
         (self.ws / ".venv").symlink_to(self.venv)

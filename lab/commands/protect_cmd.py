@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from lab.commands.common import fail
-from lab.grader import protect
+from lab.grader import admin, protect
 
 
 def protect_(
@@ -18,7 +18,7 @@ def protect_(
 ) -> None:
     """(root) Install the grader as its own user: signed rows, a private test split, one sudoers rule; idempotent."""
     try:
-        typer.echo(protect.protect(protect.repo_root(Path.cwd()), researcher, user, source, update))
+        typer.echo(admin.protect(admin.repo_root(Path.cwd()), researcher, user, source, update))
     except protect.ProtectError as e:
         fail(f"lab protect: {e}", 2)
 
@@ -26,7 +26,7 @@ def protect_(
 def unprotect(purge: bool = typer.Option(False, "--purge", help="Also delete the grader's state (its ledger, test scores, key).")) -> None:
     """(root) Turn protected mode off: the sudoers rule, the installation and the grader's user go."""
     try:
-        typer.echo(protect.unprotect(protect.repo_root(Path.cwd()), purge))
+        typer.echo(admin.unprotect(admin.repo_root(Path.cwd()), purge))
     except protect.ProtectError as e:
         fail(f"lab unprotect: {e}", 2)
 
@@ -34,14 +34,14 @@ def unprotect(purge: bool = typer.Option(False, "--purge", help="Also delete the
 def reveal(slug: str = typer.Argument(..., help="The experiment whose held-out test scores to show.")) -> None:
     """(root) Test vs val bpb of SLUG's runs and the baseline's, from the grader's private state."""
     try:
-        where = protect.repo_root(Path.cwd())
+        where = admin.repo_root(Path.cwd())
         cfg = protect.config(where)
     except protect.ProtectError as e:
         fail(f"lab reveal: {e}", 2)
     if cfg is None:
         fail("lab reveal: this repository is not protected; the test split is scored only by the protected grader", 2)
     try:
-        lines = protect.test_scores(cfg, slug)
+        lines = admin.test_scores(cfg, slug)
     except protect.ProtectError as e:
         fail(f"lab reveal: {e}", 2)
     typer.echo("\n".join(lines))

@@ -11,7 +11,7 @@ import typer
 
 from lab import gitx, ledger, names, runs, tables
 from lab.commands.common import fail, root
-from lab.grader import protect
+from lab.grader import admin, protect
 from lab.judge import verdicts
 from lab.loop import ideas, status
 from lab.queue import pueue
@@ -145,6 +145,6 @@ def merge(slug: str = typer.Argument(..., help="The kept experiment."), min_effe
     if cfg is not None and os.geteuid() == 0:  # the human, with sudo: the held-out test split too
         typer.echo("held-out test split (the grader's private state; the agent never sees it):")
         try:
-            typer.echo("\n".join(protect.test_scores(cfg, slug)))
+            typer.echo("\n".join(admin.test_scores(cfg, slug)))
         except protect.ProtectError as e:
             typer.echo(f"  {e}")

@@ -1,4 +1,4 @@
-"""The protected grader's entry point: runs as the grader's user, from its installed copy, through sudo (lab/grader/protect.py).
+"""The protected grader's entry point: runs as the grader's user, from its installed copy, through sudo (installed by lab/grader/admin.py).
 
 It takes only validated options, reads the commit's tree from the repository's git objects through a
 git directory of its own (the repository's config, hooks, replace refs and attributes are never read;
