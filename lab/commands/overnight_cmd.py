@@ -45,11 +45,14 @@ def overnight(
             fail(f"lab overnight: {name} {value}: give a whole number ≥ 0")
     if gpu_hours is not None and gpu_hours <= 0:
         fail(f"lab overnight: --gpu-hours {gpu_hours}: give a positive number of hours")
-    signal.signal(signal.SIGTERM, _interrupt)  # a `kill` ends the night as Ctrl-C does: reason, journal, summary
     try:
         cfg = core.Config(agent=core.expand(agent), deadline=core.deadline_of(until, hours), max_cycles=max_cycles,
                           stuck=stuck, failures=failures, gpu_hours=gpu_hours, backoff_s=backoff_s,
                           backoff_max_s=max(backoff_s, 900.0), limit_backoff_s=limit_backoff_s, poll_s=poll_s)
+    except ValueError as e:  # refused before the night touches anything, its signal handler included
+        fail(f"lab overnight: {e}")
+    signal.signal(signal.SIGTERM, _interrupt)  # a `kill` ends the night as Ctrl-C does: reason, journal, summary
+    try:
         night = core.drive(where, cfg, say=typer.echo)
     except (ValueError, gitx.GitError) as e:
         fail(f"lab overnight: {e}")

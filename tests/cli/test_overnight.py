@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import git, run_env
+from conftest import git, lab_in_process, run_env
 
 from lab import journal_format, ledger
 from lab.loop import window
@@ -329,12 +329,16 @@ def test_waits_run_no_agent(workspace):
 
 
 def test_bad_options_say_what_to_fix(workspace):
+    """In-process: each is refused before `overnight` installs its SIGTERM handler, so pytest keeps its own."""
+    handler = signal.getsignal(signal.SIGTERM)
     for args, message in [(["--agent", "true"], "give exactly one of --until HH:MM and --hours H"),
                           (["--agent", "true", "--until", "7pm"], "--until '7pm': write the local time as HH:MM"),
                           (["--until", "07:00"], "--agent is required"),
-                          (["--agent", "true", "--hours", "1", "--stuck", "-1"], "--stuck -1: give a whole number")]:
-        proc = overnight(workspace, *args)
+                          (["--agent", "true", "--hours", "1", "--stuck", "-1"], "--stuck -1: give a whole number"),
+                          (["--agent", "true", "--hours", "1", "--gpu-hours", "0"], "--gpu-hours 0.0: give a positive")]:
+        proc = lab_in_process("overnight", *args, cwd=workspace)
         assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert signal.getsignal(signal.SIGTERM) is handler
     assert not (workspace / window.DIR).exists()  # nothing half-written
 
 
