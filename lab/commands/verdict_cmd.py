@@ -122,8 +122,7 @@ def plot(out: Path = typer.Option(Path("9_reports/progress.png"), "--out", help=
     path = out if out.is_absolute() else where / out
     rows = _rows(where)
     train_sha = runs.main_train_sha(where)
-    base = status.baseline_of(rows, train_sha)
-    judged = status.verdicts_for(rows, train_sha)
+    base, judged = status.judged(rows, train_sha)
     kept = {slug for slug, v in judged.items() if v.kind == "keep"} if base else None
     headline = status.best_line(status.best_of(judged)) if base else ""
     written = drawing.plot(rows, path, kept=kept, title=f"lab: {where.name}", base=base, headline=headline)

@@ -148,7 +148,7 @@ def plot(rows: list[dict[str, str]], out: Path, kept: set[str] | None = None, ti
     """Draw `rows` (ledger rows, any order) as a PNG at `out`, replaced atomically; returns `out`.
 
     `kept`: slugs whose changes count towards the frontier (None: every experiment slug). `base`: the
-    baseline (status.baseline_of, main's train.py). `headline`: the effect size the subtitle leads with
+    baseline (status.judged, main's train.py). `headline`: the effect size the subtitle leads with
     (status.best_line: a verdict's difference of means and interval, never a best seed).
     """
     from matplotlib.figure import Figure  # here, not at the top: importing matplotlib costs ~0.3 s

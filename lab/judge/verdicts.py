@@ -151,9 +151,10 @@ def _baseline(rows: list[dict[str, str]], train_sha: str | None) -> tuple[list[d
     return _counted(kept, excluded), {c: ref[c] for c in COMPARABLE}, excluded
 
 
-def noise(rows: list[dict[str, str]], train_sha: str | None = None) -> Noise | None:
-    """The baseline's seed noise: ok rows of main/baseline sharing the newest one's key; None without any."""
-    found = _baseline(rows, train_sha)
+def noise(rows: list[dict[str, str]], train_sha: str | None = None, baseline=None) -> Noise | None:
+    """The baseline's seed noise: ok rows of main/baseline sharing the newest one's key; None without any.
+    `baseline`: baseline_sample(rows, train_sha), when the caller has it already."""
+    found = baseline if baseline is not None else _baseline(rows, train_sha)
     if found is None:
         return None
     kept, ref, excluded = found

@@ -443,8 +443,7 @@ def render_summary(root: Path, night: Night) -> str:
     rows, _ = ledger.read(ledger.ledger_path(root))
     tonight = rows[night.rows_at_start:]
     main_sha = runs.main_train_sha(root)
-    base = status.baseline_of(rows, main_sha)
-    judged = status.verdicts_for(rows, main_sha)
+    base, judged = status.judged(rows, main_sha)
     slugs = list(dict.fromkeys(r["slug"] for r in tonight if r["slug"] not in names.BASELINE_SLUGS))
     agents = [c for c in night.cycles if c["kind"] == "agent"]
     waits = [c for c in night.cycles if c["kind"] == "wait"]
@@ -511,8 +510,7 @@ def write_summary(root: Path, night: Night) -> Path:
 
     rows, _ = ledger.read(ledger.ledger_path(root))
     main_sha = runs.main_train_sha(root)
-    base = status.baseline_of(rows, main_sha)
-    judged = status.verdicts_for(rows, main_sha)
+    base, judged = status.judged(rows, main_sha)
     kept = {s for s, v in judged.items() if v.kind == "keep"} if base else None
     plot.plot(rows, Path(root) / "9_reports" / "progress.png", kept=kept, title=f"lab: {Path(root).name}", base=base,
               headline=status.best_line(status.best_of(judged)) if base else "")

@@ -70,25 +70,20 @@ def ideas_waiting(root: Path) -> int:
     return value
 
 
-def baseline_of(rows: list[dict], train_sha: str | None) -> dict | None:
-    """The baseline (verdicts.noise over main's train.py): mean, std, n, its budget and its comparison key."""
-    n = verdicts.noise(rows, train_sha)
-    if n is None:
-        return None
-    return {"mean": n.mean, "std": n.std, "n": n.n, "budget": runs.budget_text(n.key), "mde": n.mde, "key": n.key}
-
-
-def verdicts_for(rows: list[dict], train_sha: str | None) -> dict[str, verdicts.Verdict]:
-    """`lab verdict` for every experiment slug with rows, newest first, over one grouping of the ledger."""
+def judged(rows: list[dict], train_sha: str | None) -> tuple[dict | None, dict[str, verdicts.Verdict]]:
+    """The baseline (verdicts.noise over main's train.py: mean, std, n, its budget and its comparison key) and
+    `lab verdict` for every experiment slug with rows, newest first; the baseline's rows are gathered once."""
     base = verdicts.baseline_sample(rows, train_sha)
     if base is None:
-        return {}  # no baseline yet: next_step says BASELINE
+        return None, {}  # no baseline yet: next_step says BASELINE
+    n = verdicts.noise(rows, train_sha, baseline=base)
+    baseline = {"mean": n.mean, "std": n.std, "n": n.n, "budget": runs.budget_text(n.key), "mde": n.mde, "key": n.key}
     by_slug: dict[str, list[dict]] = {}
     for r in reversed(rows):
         if r["slug"] not in names.BASELINE_SLUGS:
             by_slug.setdefault(r["slug"], []).append(r)
-    return {slug: verdicts.verdict(slug_rows[::-1], slug, train_sha=train_sha, baseline=base)
-            for slug, slug_rows in by_slug.items()}
+    return baseline, {slug: verdicts.verdict(slug_rows[::-1], slug, train_sha=train_sha, baseline=base)
+                      for slug, slug_rows in by_slug.items()}
 
 
 def best_of(verdict_of: dict[str, verdicts.Verdict]) -> dict | None:
@@ -329,10 +324,9 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
     counts = {s: 0 for s in ideas.STATUSES}
     for idea in all_ideas:
         counts[idea.status] = counts.get(idea.status, 0) + 1
-    baseline = baseline_of(rows, main_sha)
+    baseline, verdict_of = judged(rows, main_sha)
     recorded = {r["run_id"] for r in rows}
     flying = runs.in_flight(root, recorded)
-    verdict_of = verdicts_for(rows, main_sha)
     eval_sha = jobs.file_sha(root / "eval.py")
     facts = Facts(  # git is asked about a worktree only when next_step gets to it (status runs on every cycle)
         trees=trees, flying=flying, train_sha={t.slug: jobs.file_sha(t.path / "train.py") for t in trees},

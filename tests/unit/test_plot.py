@@ -203,7 +203,7 @@ def test_frontier_is_the_running_minimum_from_the_baseline_mean(tmp_path):
         run(8, "wider", val=2.46),
         run(9, "qk", val=2.44),
     ])
-    base = status.baseline_of(rows, "c" * 40)
+    base, _ = status.judged(rows, "c" * 40)
     assert [r["run_id"] for r in plot.frontier(rows, None, base)] == ["r00004", "r00008", "r00009"]
     assert [r["run_id"] for r in plot.frontier(rows, {"qk", "worse"}, base)] == ["r00009"]
     assert [r["run_id"] for r in plot.frontier(rows, {"worse"}, None)] == ["r00003"]  # no baseline: from the first
