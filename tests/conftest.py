@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# e2e tests reuse the CLI tests' helpers (test_overnight, test_queue_live): importable when run alone too
+sys.path.insert(0, str(Path(__file__).resolve().parent / "cli"))
 NOT_IN_WORKSPACES = "tests/fixtures/pueue"  # read from REPO by test_pueue.py and test_queue.py
 GIT_ENV = {"GIT_AUTHOR_NAME": "lab-test", "GIT_AUTHOR_EMAIL": "test@lab", "GIT_COMMITTER_NAME": "lab-test",
            "GIT_COMMITTER_EMAIL": "test@lab"}
