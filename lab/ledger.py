@@ -176,10 +176,10 @@ def append(row: dict[str, object], path: str | os.PathLike) -> None:
 def append_new(rows: list[dict[str, object]], path: str | os.PathLike, unless=None) -> list[dict[str, object]]:
     """Append the rows whose run_id is not in the file yet, under the same lock as the check; returns them.
     `unless(row)`, if given, is asked under that lock too: a row it is true for is left out (its run is alive)."""
+    if not rows:  # lab status asks on every call, with nothing to add: no lock, no read
+        return []
     lines = [format_row(row) for row in rows]  # validate all before touching the file
     added: list[dict[str, object]] = []
-    if not rows:  # lab status asks on every call, with nothing to add: no lock, no read
-        return added
 
     def missing(fd: int, size: int) -> list[str]:
         data = os.pread(fd, size, 0).decode("utf-8", "replace")

@@ -89,7 +89,7 @@ class Protected:
         return proc
 
     def teardown(self) -> None:
-        from lab.grader import protect
+        from lab.grader import admin, protect
 
         try:
             if protect.config(self.ws) is not None:
@@ -100,11 +100,11 @@ class Protected:
             subprocess.run(["userdel", "-f", "-r", self.agent], capture_output=True)
             shutil.rmtree(self.base, ignore_errors=True)
             rid = protect.repo_id(self.ws)
-            for leftover in (protect.config_path(self.ws), protect.SUDOERS_DIR / f"lab-grader-{rid}"):
+            for leftover in (protect.config_path(self.ws), admin.SUDOERS_DIR / f"lab-grader-{rid}"):
                 leftover.unlink(missing_ok=True)
-            for folder in (protect.INSTALL_ROOT / rid, protect.STATE_ROOT / rid):
+            for folder in (admin.INSTALL_ROOT / rid, admin.STATE_ROOT / rid):
                 shutil.rmtree(folder, ignore_errors=True)
-            for folder in (protect.INSTALL_ROOT, protect.STATE_ROOT, protect.CONFIG_DIR, protect.CONFIG_DIR.parent):
+            for folder in (admin.INSTALL_ROOT, admin.STATE_ROOT, protect.CONFIG_DIR, protect.CONFIG_DIR.parent):
                 try:
                     folder.rmdir()  # only when empty: a second run's, or a real protection's, stays
                 except OSError:

@@ -13,7 +13,7 @@ from lab.grader import admin, protect
 def protect_(
     update: bool = typer.Option(False, "--update", help="Install main's current commit (its frozen changes need a meta_journal.md entry)."),
     researcher: str = typer.Option(None, "--researcher", help="The user whose evals go through the grader; default: $SUDO_USER."),
-    user: str = typer.Option(protect.DEFAULT_USER, "--grader-user", help="The grader's system user."),
+    user: str = typer.Option(admin.DEFAULT_USER, "--grader-user", help="The grader's system user."),
     source: Path = typer.Option(None, "--source", help="The grader's data source (default: its Python's standard library)."),
 ) -> None:
     """(root) Install the grader as its own user: signed rows, a private test split, one sudoers rule; idempotent."""

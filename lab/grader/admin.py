@@ -24,12 +24,7 @@ from pathlib import Path
 from lab import journal_format, ledger, names, tables, taxonomy
 from lab.grader.protect import (
     CONFIG_DIR,
-    DEFAULT_USER,
-    INSTALL_ROOT,
-    INSTALLED,
     SAFE_GIT,
-    STATE_ROOT,
-    SUDOERS_DIR,
     Config,
     ProtectError,
     config,
@@ -38,6 +33,10 @@ from lab.grader.protect import (
     repo_id,
     root_owned,
 )
+
+INSTALL_ROOT, STATE_ROOT, SUDOERS_DIR = Path("/opt/lab-grader"), Path("/var/lib/lab-grader"), Path("/etc/sudoers.d")
+DEFAULT_USER = "lab-grader"
+INSTALLED = ("eval.py", "prepare.py", "lab", "pyproject.toml", "uv.lock")  # the grader and what it imports
 
 
 def test_scores(cfg: Config, slug: str) -> list[str]:

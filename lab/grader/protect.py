@@ -22,9 +22,6 @@ from pathlib import Path
 from lab import ledger
 
 CONFIG_DIR = Path("/etc/lab/protected")  # one root-owned JSON per protected repository
-INSTALL_ROOT, STATE_ROOT, SUDOERS_DIR = Path("/opt/lab-grader"), Path("/var/lib/lab-grader"), Path("/etc/sudoers.d")
-DEFAULT_USER = "lab-grader"
-INSTALLED = ("eval.py", "prepare.py", "lab", "pyproject.toml", "uv.lock")  # the grader and what it imports
 SIGNED = b"lab-row-v1\n"  # domain prefix of every signed line
 SAFE_GIT = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
             "GIT_TERMINAL_PROMPT": "0", "GIT_ATTR_NOSYSTEM": "1"}

@@ -318,7 +318,8 @@ def summarize(root: Path, want_waiting: int | None = None, latest: int = 5) -> S
         if runs.settle_orphans(root, rows):  # evals that died unseen: their killed rows, once
             rows, problems = ledger.read(path)
         rows, left_out = protect.verified(root, rows)  # protected: the grader's rows only
-        trees, queue, main_sha = worktrees.with_rows(asked_trees.result(), rows), asked_queue.result(), asked_sha.result()
+        trees = worktrees.with_rows(asked_trees.result(), rows)
+        queue, main_sha = asked_queue.result(), asked_sha.result()
         warnings = ledger_warnings(problems) + asked_warnings.result() + ([left_out] if left_out else [])
     all_ideas = ideas.all_ideas(root)
     counts = {s: 0 for s in ideas.STATUSES}

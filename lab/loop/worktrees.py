@@ -84,10 +84,10 @@ def _registered(root: Path) -> dict[Path, dict[str, str]]:
     return found
 
 
-def _rows_by_slug(root: Path) -> Counter:
-    """Ledger rows per slug; bad lines are `lab ledger check`'s to report, not this count's."""
+def _ledger_rows(root: Path) -> list[dict]:
+    """The root ledger's valid rows; bad lines are `lab ledger check`'s to report, not a row count's."""
     path = Path(root) / ledger.FILENAME
-    return Counter(row["slug"] for row in ledger.read(path)[0]) if path.exists() else Counter()
+    return ledger.read(path)[0] if path.exists() else []
 
 
 def _uncommitted(path: Path) -> list[str]:
@@ -168,7 +168,7 @@ def _start(root: Path, slug: str) -> Worktree:
         _undo_add(root, path, branch)
         raise WorktreeError(f"could not set idea {slug!r} to running ({_one_line(str(e))}); "
                             f"worktree and branch {branch} removed again") from None
-    return Worktree(slug=slug, path=path, branch=branch, ahead=0, dirty=False, rows=_rows_by_slug(root)[slug])
+    return Worktree(slug=slug, path=path, branch=branch, ahead=0, dirty=False, rows=sum(r["slug"] == slug for r in _ledger_rows(root)))
 
 
 def list_worktrees(root: Path, ledger_rows: list[dict] | None = None) -> list[Worktree]:
@@ -176,7 +176,7 @@ def list_worktrees(root: Path, ledger_rows: list[dict] | None = None) -> list[Wo
 
     Pass `ledger_rows` when the caller has read the ledger already (lab status on 100k rows reads it once).
     """
-    return with_rows(git_view(root), _rows_by_slug(root) if ledger_rows is None else ledger_rows)
+    return with_rows(git_view(root), _ledger_rows(root) if ledger_rows is None else ledger_rows)
 
 
 def git_view(root: Path) -> list[Worktree]:
@@ -187,9 +187,9 @@ def git_view(root: Path) -> list[Worktree]:
         return list(pool.map(lambda path: _describe(root, path, found[path]), sorted(found)))
 
 
-def with_rows(trees: list[Worktree], ledger_rows: list[dict] | Counter) -> list[Worktree]:
-    """`trees` with each one's count of ledger rows (rows, or a Counter of them by slug)."""
-    count = ledger_rows if isinstance(ledger_rows, Counter) else Counter(r["slug"] for r in ledger_rows)
+def with_rows(trees: list[Worktree], ledger_rows: list[dict]) -> list[Worktree]:
+    """`trees` with each one's count of ledger rows."""
+    count = Counter(r["slug"] for r in ledger_rows)
     return [replace(t, rows=count[t.slug]) for t in trees]
 
 
@@ -226,7 +226,7 @@ def _finish(root: Path, slug: str, drop: bool) -> Worktree:
     except ideas.IdeaError as e:
         idea = None
         missing = _one_line(str(e))
-    (before,) = with_rows([_describe(root, path, fields)], _rows_by_slug(root))
+    (before,) = with_rows([_describe(root, path, fields)], _ledger_rows(root))
     proc = _git(root, "worktree", "remove", str(path))  # no --force: git re-checks that nothing is lost
     if proc.returncode != 0:
         raise WorktreeError(f"`git worktree remove {DIR}/{slug}` failed in {root}: "

@@ -117,7 +117,7 @@ def test_evals_that_start_together_all_start(tmp_path):
     spy.chmod(0o755)
     starts = [subprocess.Popen(["just", "eval", "--seed", str(i)], cwd=ws, env=run_env(LAB_PYTHON=str(spy)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
-    results = [(p.wait(timeout=60), *p.communicate()) for p in starts]
+    results = [(p.returncode, *out) for p in starts for out in [p.communicate(timeout=60)]]
     assert all(rc == 0 and out == "eval ran\n" for rc, out, _ in results), [err for rc, _, err in results if rc]
     hooks = subprocess.run(["git", "config", "--get", "core.hooksPath"], cwd=ws, capture_output=True, text=True)
     assert hooks.stdout.strip() == str(ws / ".githooks")
